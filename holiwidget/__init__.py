@@ -1,0 +1,35 @@
+"""holiwidget: Holistic-CAM class-activation maps at every depth of a CNN.
+
+The main entry points:
+
+- :func:`explain`: maps for several layers and methods, as an :class:`xarray.Dataset`.
+- :func:`load_model`: torchvision classifiers with pretrained, file or random weights.
+- :func:`holistic_map`: re-denoise a kept primary map with new parameters, no network pass.
+- :func:`save_dataset` / :func:`open_dataset`: netCDF or zarr, written atomically.
+"""
+
+from __future__ import annotations
+
+from .dataset import open_dataset, save_dataset
+from .engine import explain, pyramid_sizes
+from .errors import HoliwidgetError
+from .layers import holistic_stage
+from .methods import METHODS
+from .methods.holistic import holistic_map, low_pass_wrap
+from .models import load_model
+from .samples import SAMPLES, load_sample
+
+__all__ = [
+    "METHODS",
+    "SAMPLES",
+    "HoliwidgetError",
+    "explain",
+    "holistic_map",
+    "holistic_stage",
+    "load_model",
+    "load_sample",
+    "low_pass_wrap",
+    "open_dataset",
+    "pyramid_sizes",
+    "save_dataset",
+]

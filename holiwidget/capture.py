@@ -1,0 +1,159 @@
+"""Hook handling: one forward and one backward pass that record layer outputs and gradients.
+
+The gradients are taken with respect to the recorded layer outputs only. While a model is
+prepared (:func:`prepared`), its parameters do not require gradients, so autograd builds the
+graph from the shallowest recorded output onwards and the backward pass stops there: no
+parameter gradient is computed and nothing lands in ``.grad``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import warnings
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from .errors import HoliwidgetError
+
+__all__ = ["PassRecord", "prepared", "record_pass"]
+
+log = logging.getLogger(__name__)
+
+
+@contextlib.contextmanager
+def prepared(model: nn.Module) -> Iterator[nn.Module]:
+    """Put a model in evaluation mode with frozen parameters; restore both afterwards.
+
+    Every module's ``training`` flag and every parameter's ``requires_grad`` flag are put back
+    as they were, also when the body raises.
+
+    Args:
+        model: the network.
+
+    Yields:
+        The same model, ready for :func:`record_pass`.
+    """
+    modes = [(m, m.training) for m in model.modules()]
+    flags = [(p, p.requires_grad) for p in model.parameters()]
+    try:
+        model.eval()
+        for p, _ in flags:
+            p.requires_grad_(False)
+        yield model
+    finally:
+        for p, flag in flags:
+            p.requires_grad_(flag)
+        for m, mode in modes:
+            m.training = mode
+
+
+@dataclass
+class PassRecord:
+    """What one pass recorded.
+
+    Attributes:
+        logits: the model's output, (N, classes), detached.
+        targets: the class explained for each image, (N,) int64.
+        activations: layer name -> output (N, K, h, w), detached.
+        gradients: layer name -> d(logit of the target)/d(output), same shapes; empty when the
+            pass ran without gradients.
+    """
+
+    logits: torch.Tensor
+    targets: torch.Tensor
+    activations: dict[str, torch.Tensor]
+    gradients: dict[str, torch.Tensor]
+
+
+def record_pass(
+    model: nn.Module,
+    layers: Mapping[str, nn.Module],
+    x: torch.Tensor,
+    choose_targets: Callable[[torch.Tensor], torch.Tensor],
+    *,
+    gradients: bool = True,
+) -> PassRecord:
+    """Run one forward (and, if asked, one backward) pass recording the given layers.
+
+    Each hooked module hands the rest of the network a copy of its output, so in-place
+    operations downstream (``ReLU(inplace=True)``, ``out += identity``) change neither the
+    recorded values nor the gradients. A module called several times in one forward pass is
+    recorded at its last call. Hooks are removed even when the pass raises.
+
+    Args:
+        model: a model inside :func:`prepared`.
+        layers: name -> module to record.
+        x: the input batch (N, 3, H, W) on the model's device.
+        choose_targets: maps the detached logits to the class index of each image.
+        gradients: whether to run the backward pass.
+
+    Returns:
+        The recorded logits, targets, activations and gradients.
+    """
+    outputs: dict[str, torch.Tensor] = {}
+    calls: dict[str, int] = dict.fromkeys(layers, 0)
+
+    def hook_for(name: str) -> Callable:
+        def hook(module: nn.Module, inputs: tuple, output: object) -> torch.Tensor:
+            if not isinstance(output, torch.Tensor) or output.dim() != 4:
+                raise HoliwidgetError(
+                    f"layer {name!r} does not output an (N, K, h, w) tensor; "
+                    "explain a convolutional layer or block instead"
+                )
+            calls[name] += 1
+            if gradients and not output.requires_grad:
+                output = output.detach().requires_grad_(True)
+            outputs[name] = output
+            return output.clone()
+
+        return hook
+
+    handles = [module.register_forward_hook(hook_for(name)) for name, module in layers.items()]
+    try:
+        with torch.enable_grad() if gradients else torch.no_grad():
+            logits = model(x)
+            if not isinstance(logits, torch.Tensor) or logits.dim() != 2:
+                raise HoliwidgetError(
+                    "the model must return class scores of shape (N, classes); "
+                    "wrap it so that forward() returns the logits"
+                )
+            missing = [name for name, n in calls.items() if n == 0]
+            if missing:
+                raise HoliwidgetError(
+                    f"layer(s) {', '.join(missing)} did not run in the forward pass; "
+                    "choose layers on the path from the input to the output"
+                )
+            targets = choose_targets(logits.detach())
+            grads: dict[str, torch.Tensor] = {}
+            if gradients:
+                grads = _gradients(logits, targets, outputs)
+    finally:
+        for handle in handles:
+            handle.remove()
+    for name, n in calls.items():
+        if n > 1:
+            warnings.warn(
+                f"layer {name!r} ran {n} times in one forward pass; its last call is explained",
+                stacklevel=3,
+            )
+    acts = {name: out.detach() for name, out in outputs.items()}
+    return PassRecord(logits.detach(), targets, acts, grads)
+
+
+def _gradients(
+    logits: torch.Tensor, targets: torch.Tensor, outputs: dict[str, torch.Tensor]
+) -> dict[str, torch.Tensor]:
+    """d(sum over images of the target logit) / d(each recorded output)."""
+    score = logits.gather(1, targets.view(-1, 1)).sum()
+    names = list(outputs)
+    if not score.requires_grad:
+        return {name: torch.zeros_like(outputs[name]) for name in names}
+    grads = torch.autograd.grad(score, [outputs[n] for n in names], allow_unused=True)
+    return {
+        name: torch.zeros_like(outputs[name]) if g is None else g
+        for name, g in zip(names, grads, strict=True)
+    }

@@ -1,0 +1,334 @@
+"""The explain engine: input pyramid, one pass per scale for all layers and methods, fusion."""
+
+from __future__ import annotations
+
+import logging
+import warnings
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+import xarray as xr
+from torch import nn
+from tqdm.auto import tqdm
+
+from .capture import prepared, record_pass
+from .devices import resolve_device
+from .errors import HoliwidgetError
+from .images import ImageInput, prepare_images
+from .layers import resolve_layers
+from .maps import finish_maps, minmax
+from .methods import GRADIENT_METHODS, METHODS, PYRAMID_METHODS, eigen, gradient
+from .methods.holistic import check_denoise_parameters, holistic_map, pge_weights
+from .resize import channel_products
+
+__all__ = ["PYRAMID_SIDES", "explain", "pyramid_sizes"]
+
+log = logging.getLogger(__name__)
+
+#: Side lengths of the input pyramid for a 224 x 224 input: range(224, 1000, 100).
+PYRAMID_SIDES = tuple(range(224, 1000, 100))
+# Pixels (summed over images) of one forward pass before a scale's batch is split.
+_PASS_PIXELS = {"cpu": 2 * 924 * 924, "default": 16 * 924 * 924}
+# Images whose captures are held at once (natives of every scale) before fusion.
+_GROUP = {"cpu": 4, "default": 32}
+
+_BASELINES = {
+    "gradcam": gradient.gradcam,
+    "gradcampp": gradient.gradcampp,
+    "xgradcam": gradient.xgradcam,
+    "layercam": gradient.layercam,
+}
+
+
+def pyramid_sizes(height: int, width: int) -> list[tuple[int, int]]:
+    """The eight input sizes for a (height, width) input, fundamental scale first.
+
+    For 224 x 224 these are 224, 324, ..., 924 (the paper's scales). Another input size
+    scales them by the same factors ``s / 224``; the FSD kernels are used as given (for an
+    input of side ``s0`` the paper's kernels correspond to ``m * s0 / 224`` and
+    ``b * s0 / 224``, rounded to odd numbers).
+    """
+    return [
+        (round(height * s / PYRAMID_SIDES[0]), round(width * s / PYRAMID_SIDES[0]))
+        for s in PYRAMID_SIDES
+    ]
+
+
+def _methods(methods: str | Sequence[str]) -> list[str]:
+    if isinstance(methods, str):
+        methods = list(METHODS) if methods == "all" else [m.strip() for m in methods.split(",")]
+    chosen = list(dict.fromkeys(methods))
+    unknown = [m for m in chosen if m not in METHODS]
+    if unknown or not chosen:
+        raise HoliwidgetError(
+            f"unknown method {', '.join(unknown) or '(none)'}; choose from {', '.join(METHODS)} or all"
+        )
+    return chosen
+
+
+@dataclass
+class _Captures:
+    """Per layer: the tensors each method needs, per scale (fundamental scale first)."""
+
+    activations: dict[str, list[torch.Tensor]] = field(default_factory=dict)
+    weights: dict[str, list[torch.Tensor]] = field(default_factory=dict)
+    gradients: dict[str, list[torch.Tensor]] = field(default_factory=dict)
+
+
+def _targets_from(target: int | Sequence[int] | None, n: int) -> torch.Tensor | None:
+    if target is None or (isinstance(target, str) and target == "auto"):
+        return None
+    values = [target] * n if isinstance(target, (int, np.integer)) else list(target)
+    if len(values) != n:
+        raise HoliwidgetError(
+            f"{len(values)} targets for {n} images; give one target per image or one for all"
+        )
+    if any(isinstance(v, bool) or not isinstance(v, (int, np.integer)) for v in values):
+        raise HoliwidgetError(f"targets must be class indices (integers), got {values!r}")
+    return torch.tensor([int(v) for v in values], dtype=torch.long)
+
+
+def _chooser(given: torch.Tensor | None):
+    def choose(logits: torch.Tensor) -> torch.Tensor:
+        classes = logits.shape[1]
+        if given is None:
+            return logits.argmax(dim=1)
+        bad = given[(given < 0) | (given >= classes)]
+        if bad.numel():
+            raise HoliwidgetError(
+                f"target {int(bad[0])} is outside the model's {classes} classes (0..{classes - 1})"
+            )
+        return given.to(logits.device)
+
+    return choose
+
+
+def _run_group(
+    model: nn.Module,
+    modules: dict[str, nn.Module],
+    x: torch.Tensor,
+    given: torch.Tensor | None,
+    methods: list[str],
+    device: torch.device,
+    progress: tqdm,
+) -> tuple[_Captures, torch.Tensor, torch.Tensor]:
+    """All network passes for one group of images."""
+    n, _, height, width = x.shape
+    sizes = pyramid_sizes(height, width)
+    pyramid = bool(PYRAMID_METHODS & set(methods))
+    grads_needed = bool(GRADIENT_METHODS & set(methods))
+    base_grads = bool(set(_BASELINES) & set(methods))
+    order = [sizes[0], *sorted(sizes[1:], reverse=True)] if pyramid else [sizes[0]]
+    budget = _PASS_PIXELS.get(device.type, _PASS_PIXELS["default"])
+    caps = _Captures()
+    logits_all = torch.empty(0)
+    targets = given
+    for size in order:
+        base = size == sizes[0]
+        xs = x if base else F.interpolate(x, size=size, mode="bicubic", align_corners=False)
+        step = max(1, budget // (size[0] * size[1]))
+        parts: dict[str, dict[str, list[torch.Tensor]]] = {
+            name: {"a": [], "w": [], "g": []} for name in modules
+        }
+        logit_parts = []
+        for i0 in range(0, n, step):
+            sub = slice(i0, min(i0 + step, n))
+            chooser = (
+                _chooser(given[sub] if given is not None else None)
+                if base
+                else _chooser(targets[sub])
+            )
+            rec = record_pass(model, modules, xs[sub], chooser, gradients=grads_needed)
+            if base:
+                logit_parts.append((rec.logits, rec.targets))
+            for name in modules:
+                a = rec.activations[name]
+                g = rec.gradients.get(name)
+                if base and float(a.min()) < 0 and i0 == 0:
+                    warnings.warn(
+                        f"layer {name!r} has negative activations (min {float(a.min()):.3g}); "
+                        "CAM methods assume non-negative (post-ReLU) outputs: explain a "
+                        "post-activation layer instead",
+                        stacklevel=4,
+                    )
+                if base or pyramid:
+                    parts[name]["a"].append(a)
+                if "holistic" in methods:
+                    parts[name]["w"].append(pge_weights(a, g))
+                if g is not None and ((base and base_grads) or "cameras" in methods):
+                    parts[name]["g"].append(g)
+            del rec
+            progress.update(sub.stop - sub.start)
+        if base:
+            logits_all = torch.cat([p[0] for p in logit_parts])
+            targets = torch.cat([p[1] for p in logit_parts])
+        for name in modules:
+            for key, store in (("a", caps.activations), ("w", caps.weights), ("g", caps.gradients)):
+                if parts[name][key]:
+                    store.setdefault(name, []).append(torch.cat(parts[name][key]))
+    return caps, logits_all, targets
+
+
+def _group_maps(
+    caps: _Captures,
+    layers: list[str],
+    methods: list[str],
+    size: tuple[int, int],
+    params: dict,
+) -> tuple[np.ndarray, np.ndarray | None, np.ndarray | None]:
+    """(n, methods, layers, H, W) maps, plus Holistic-CAM's PHA and M_f (n, layers, H, W)."""
+    n = caps.activations[layers[0]][0].shape[0]
+    out = np.zeros((n, len(methods), len(layers), *size), dtype=np.float32)
+    holistic = "holistic" in methods
+    primary = np.zeros((n, len(layers), *size), dtype=np.float32) if holistic else None
+    fundamental = np.zeros_like(primary) if holistic else None
+    for li, name in enumerate(layers):
+        acts = caps.activations[name]
+        a0 = acts[0]
+        grads = caps.gradients.get(name)
+        for mi, method in enumerate(methods):
+            if method in _BASELINES:
+                out[:, mi, li] = finish_maps(_BASELINES[method](a0, grads[0]), size).cpu().numpy()
+            elif method == "eigencam":
+                out[:, mi, li] = finish_maps(eigen.eigencam(a0), size).cpu().numpy()
+        if not PYRAMID_METHODS & set(methods):
+            continue
+        for i in range(n):
+            natives = {"a": [t[i] for t in acts]}
+            products, base_products = [], []
+            if holistic:
+                natives["w"] = [t[i] for t in caps.weights[name]]
+                products.append(("w", "a"))
+                base_products.append(("w", "a"))
+            if "cameras" in methods:
+                natives["g"] = [t[i] for t in grads]
+                products.append(("g", "a"))
+            fused, based = channel_products(natives, products, size, base_products=base_products)
+            if holistic:
+                pha = fused[("w", "a")].cpu().numpy()
+                mf = based[("w", "a")].cpu().numpy()
+                primary[i, li], fundamental[i, li] = pha, mf
+                out[i, methods.index("holistic"), li] = holistic_map(
+                    pha, mf, params["threshold"], params["median"], params["box"]
+                )[0]
+            if "cameras" in methods:
+                cam = minmax(torch.relu(fused[("g", "a")]))
+                out[i, methods.index("cameras"), li] = cam.cpu().numpy()
+    return out, primary, fundamental
+
+
+def explain(
+    model: nn.Module,
+    images: ImageInput | Sequence[ImageInput] | torch.Tensor,
+    layers: str | Sequence[str] = "auto",
+    methods: str | Sequence[str] = ("holistic",),
+    target: int | Sequence[int] | None = None,
+    threshold: float = 0.5,
+    median: int = 51,
+    box: int = 91,
+    device: str | torch.device = "auto",
+    *,
+    batch_size: int | None = None,
+    progress: bool = False,
+) -> xr.Dataset:
+    """Explain a CNN's decision at several layers with Holistic-CAM and its baselines.
+
+    One forward and one backward pass per pyramid scale serve every requested layer and
+    method. Holistic-CAM (Chen et al., ACM MM 2024) per layer::
+
+        W_s = alpha * ReLU(G_s)                     PGE, at every scale s of the pyramid
+        PHA = sum_k mean_s up(W_s)[k] * mean_s up(A_s)[k]
+        M_f = sum_k up(W_s0)[k] * up(A_s0)[k]       fundamental scale
+        H   = PHA * LPW(M_f; tau, m, b)             fundamental-scale denoising
+        cam = minmax(H)
+
+    Args:
+        model: a classifier returning logits (N, classes); it is left as it was found
+            (training mode, ``requires_grad`` flags, no hooks, nothing in ``.grad``).
+        images: file paths, sample names (chelsea, coffee, astronaut, rocket), PIL images,
+            arrays, or an already-normalised float tensor (N, 3, H, W) used as is.
+        layers: ``"auto"`` (the holistic stage), a dotted module name, comma-separated
+            names, or a list of names.
+        methods: any of holistic, gradcam, gradcampp, xgradcam, eigencam, layercam, cameras,
+            or ``"all"``.
+        target: the class to explain: one index for all images, one per image, or None for
+            each image's top-1 class at the fundamental scale.
+        threshold: Holistic-CAM's fusion denoising threshold tau, in (0, 1].
+        median: median kernel m of the low-pass wrap (odd).
+        box: box kernel b of the low-pass wrap, the low-pass cutoff (odd).
+        device: ``"auto"`` (CUDA, then MPS, then CPU) or a device.
+        batch_size: images whose captures are held at once (default: 4 on the CPU, 32 on
+            an accelerator); memory is bounded by this, not by the number of images.
+        progress: show a progress bar.
+
+    Returns:
+        A dataset with ``attribution`` (image, cam, layer, y, x) in [0, 1]; for
+        Holistic-CAM also ``primary`` (PHA) and ``fundamental`` (M_f), (image, layer, y, x);
+        ``input`` (image, y, x, rgb) uint8; coordinates for targets and probabilities; the
+        parameters, model, versions and device in ``attrs``.
+    """
+    chosen = _methods(methods)
+    check_denoise_parameters(threshold, median, box)
+    dev = resolve_device(device)
+    prep = prepare_images(images)
+    n = prep.tensor.shape[0]
+    given = _targets_from(target, n)
+    modules = resolve_layers(model, layers)
+    layer_names = list(modules)
+    if batch_size is not None and (not isinstance(batch_size, int) or batch_size < 1):
+        raise HoliwidgetError(f"batch_size must be a positive integer, got {batch_size!r}")
+    group = batch_size or _GROUP.get(dev.type, _GROUP["default"])
+    size = tuple(prep.tensor.shape[-2:])
+    params = {"threshold": float(threshold), "median": int(median), "box": int(box)}
+    passes = len(PYRAMID_SIDES) if PYRAMID_METHODS & set(chosen) else 1
+
+    param = next(model.parameters(), None)
+    home = param.device if param is not None else torch.device("cpu")
+    maps, prims, funds, logits, targets = [], [], [], [], []
+    bar = tqdm(total=n * passes, desc="explain", unit="pass", disable=not progress)
+    try:
+        model.to(dev)
+        with prepared(model):
+            for g0 in range(0, n, group):
+                sub = slice(g0, min(g0 + group, n))
+                x = prep.tensor[sub].to(dev)
+                caps, lg, tg = _run_group(
+                    model, modules, x, given[sub] if given is not None else None, chosen, dev, bar
+                )
+                m, p, f = _group_maps(caps, layer_names, chosen, size, params)
+                del caps
+                maps.append(m)
+                prims.append(p)
+                funds.append(f)
+                logits.append(lg.cpu())
+                targets.append(tg.cpu())
+    finally:
+        model.to(home)
+        bar.close()
+    from .dataset import build_dataset
+
+    return build_dataset(
+        attribution=np.concatenate(maps),
+        primary=np.concatenate(prims) if prims[0] is not None else None,
+        fundamental=np.concatenate(funds) if funds[0] is not None else None,
+        display=prep.display,
+        ids=prep.ids,
+        methods=chosen,
+        layers=layer_names,
+        logits=torch.cat(logits),
+        targets=torch.cat(targets),
+        model=model,
+        params={
+            **params,
+            "layers": layer_names,
+            "methods": chosen,
+            "target": None if given is None else given.tolist(),
+            "scales": [list(s) for s in pyramid_sizes(*size)] if passes > 1 else [list(size)],
+            "input_size": list(size),
+            "batch_size": group,
+        },
+        device=str(dev),
+    )

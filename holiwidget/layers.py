@@ -1,0 +1,123 @@
+"""Which layers to explain: names, the holistic stage of known networks, and a general rule."""
+
+from __future__ import annotations
+
+import difflib
+from collections.abc import Sequence
+
+import torch
+from torch import nn
+from torchvision import models as tvm
+
+from .errors import HoliwidgetError
+
+__all__ = ["holistic_stage", "resolve_layers"]
+
+# Spec section 6: the post-ReLU6 expansion output of the last block of each resolution stage.
+_MOBILENET_V2 = ("features.3.conv.0", "features.6.conv.0", "features.13.conv.0", "features.18")
+
+
+def holistic_stage(model: nn.Module, input_size: tuple[int, int] = (224, 224)) -> list[str]:
+    """The four layers whose outputs Holistic-CAM explains ("the holistic stage").
+
+    ResNet family: ``layer1`` .. ``layer4``. VGG: the outputs of the second to fifth max-pool
+    (``features.9, .16, .23, .30`` for vgg16; ``features.13, .23, .33, .43`` for vgg16_bn).
+    MobileNetV2: the post-ReLU6 expansion outputs ``features.3.conv.0``, ``features.6.conv.0``,
+    ``features.13.conv.0`` and ``features.18``. Any other CNN: the last non-negative
+    (post-activation) output of each of its last four spatial-resolution stages, found by one
+    probe pass on a blank input.
+
+    Args:
+        model: the network.
+        input_size: the input (H, W) used by the probe pass.
+
+    Returns:
+        Dotted module names, shallowest first.
+    """
+    if isinstance(model, tvm.ResNet):
+        return ["layer1", "layer2", "layer3", "layer4"]
+    if isinstance(model, tvm.VGG):
+        pools = [
+            f"features.{i}" for i, m in enumerate(model.features) if isinstance(m, nn.MaxPool2d)
+        ]
+        return pools[1:5]
+    if isinstance(model, tvm.MobileNetV2):
+        return list(_MOBILENET_V2)
+    return _stage_outputs(model, input_size)
+
+
+def _stage_outputs(model: nn.Module, input_size: tuple[int, int]) -> list[str]:
+    """Last non-negative 4-D output of each of the last four spatial resolutions."""
+    seen: list[tuple[str, tuple[int, int], bool]] = []
+
+    def hook_for(name: str):
+        def hook(module: nn.Module, inputs: tuple, output: object) -> None:
+            if isinstance(output, torch.Tensor) and output.dim() == 4 and name:
+                seen.append((name, tuple(output.shape[-2:]), bool(output.min() >= 0)))
+
+        return hook
+
+    handles = [m.register_forward_hook(hook_for(n)) for n, m in model.named_modules()]
+    param = next(model.parameters(), None)
+    device = param.device if param is not None else torch.device("cpu")
+    mode = model.training
+    try:
+        model.eval()
+        with torch.no_grad():
+            model(
+                torch.randn(1, 3, *input_size, generator=torch.Generator().manual_seed(0)).to(
+                    device
+                )
+            )
+    finally:
+        model.train(mode)
+        for h in handles:
+            h.remove()
+    stages: dict[tuple[int, int], str] = {}
+    for name, hw, nonneg in seen:
+        if nonneg and min(hw) > 1:
+            stages.pop(hw, None)
+            stages[hw] = name
+    chosen = list(stages.values())[-4:]
+    if not chosen:
+        raise HoliwidgetError(
+            "found no non-negative convolutional output to explain; pass layers= by name"
+        )
+    return chosen
+
+
+def resolve_layers(model: nn.Module, layers: str | Sequence[str]) -> dict[str, nn.Module]:
+    """Map layer names (or ``"auto"``) to the model's modules.
+
+    Args:
+        model: the network.
+        layers: ``"auto"`` for :func:`holistic_stage`, one dotted name, a comma-separated
+            string of names, or a sequence of names.
+
+    Returns:
+        name -> module, in the order given.
+
+    Raises:
+        HoliwidgetError: for an unknown name, listing the closest valid names.
+    """
+    if isinstance(layers, str):
+        names = (
+            holistic_stage(model) if layers == "auto" else [n.strip() for n in layers.split(",")]
+        )
+    else:
+        names = list(layers)
+    if not names or any(not isinstance(n, str) or not n for n in names):
+        raise HoliwidgetError(
+            "layers must be 'auto' or non-empty dotted module names, e.g. 'layer4'"
+        )
+    if len(set(names)) != len(names):
+        raise HoliwidgetError(f"layers {names} name a layer twice; give each layer once")
+    modules = dict(model.named_modules())
+    resolved = {}
+    for name in names:
+        if name not in modules or name == "":
+            close = difflib.get_close_matches(name, [n for n in modules if n], n=5, cutoff=0.5)
+            hint = f"closest: {', '.join(close)}" if close else "see model.named_modules()"
+            raise HoliwidgetError(f"unknown layer {name!r} ({hint})")
+        resolved[name] = modules[name]
+    return resolved

@@ -1,0 +1,41 @@
+"""Turning raw attribution maps into comparable [0, 1] maps."""
+
+from __future__ import annotations
+
+import torch
+
+from .resize import resize_maps
+
+__all__ = ["finish_maps", "minmax"]
+
+
+def minmax(maps: torch.Tensor, eps: float = 1e-7) -> torch.Tensor:
+    """Min-max normalise each 2-D map of a stack (..., h, w) to [0, 1].
+
+    ``(x - min) / (max - min + eps)``; a constant map becomes all zeros, never NaN.
+
+    Args:
+        maps: the stack of maps.
+        eps: added to the range in the denominator.
+
+    Returns:
+        The normalised stack, same shape.
+    """
+    flat = maps.flatten(-2)
+    lo = flat.min(-1, keepdim=True).values
+    span = flat.max(-1, keepdim=True).values - lo
+    out = torch.where(span > 0, (flat - lo) / (span + eps), torch.zeros_like(flat))
+    return out.view_as(maps)
+
+
+def finish_maps(native: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+    """The baselines' common ending: ReLU, bilinear upsampling to the input size, min-max.
+
+    Args:
+        native: raw maps (N, h, w) at the layer's resolution.
+        size: the input (H, W).
+
+    Returns:
+        (N, H, W) maps in [0, 1].
+    """
+    return minmax(resize_maps(torch.relu(native), size))

@@ -1,0 +1,123 @@
+"""Holistic-CAM (Chen et al., ACM MM 2024): PGE weights and fundamental-scale denoising.
+
+The fusion across the eight-scale input pyramid (the primary attribution map, PHA) is
+:func:`holiwidget.resize.channel_products`; this module holds what comes before and after it.
+"""
+
+from __future__ import annotations
+
+import cv2
+import numpy as np
+import torch
+
+from ..errors import HoliwidgetError
+
+__all__ = ["check_denoise_parameters", "holistic_map", "low_pass_wrap", "pge_weights"]
+
+_EPS = 1e-6
+
+
+def pge_weights(activation: torch.Tensor, gradient: torch.Tensor) -> torch.Tensor:
+    """Element-wise weighted positive gradients (PGE) at one scale, native resolution.
+
+    ::
+
+        G+    = ReLU(G)
+        S_k   = sum_ab A[k, a, b]
+        alpha = G+^2 / (2 G+^2 + S_k G+^3 + 1e-6)      (0 where G+ == 0)
+        W     = alpha * G+                              element-wise, no spatial reduction
+
+    Args:
+        activation: A, (N, K, h, w).
+        gradient: G = dy_c/dA, same shape.
+
+    Returns:
+        W, same shape.
+    """
+    g = torch.relu(gradient)
+    g2 = g * g
+    total = activation.sum(dim=(2, 3), keepdim=True)
+    alpha = g2 / (2 * g2 + total * (g2 * g) + _EPS)
+    return alpha * g
+
+
+def check_denoise_parameters(threshold: float, median: int, box: int) -> None:
+    """Raise a one-line :class:`HoliwidgetError` unless the FSD parameters are valid."""
+    if not isinstance(threshold, (int, float)) or not 0 < float(threshold) <= 1:
+        raise HoliwidgetError(f"threshold must be in (0, 1], got {threshold!r}; the default is 0.5")
+    for name, k in (("median", median), ("box", box)):
+        if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or k < 1 or k % 2 == 0:
+            raise HoliwidgetError(
+                f"{name} kernel must be an odd positive integer, got {k!r} (defaults: median 51, box 91)"
+            )
+
+
+def low_pass_wrap(fundamental: np.ndarray, threshold: float, median: int, box: int) -> np.ndarray:
+    """The low-pass wrap (LPW): the 8-bit mask that denoising multiplies into the PHA.
+
+    ::
+
+        u   = minmax(min(minmax(M_f), tau))
+        q   = uint8(round(255 u))
+        lpw = box_b(median_m(q))      median: edge-replicated border; box: reflect-101,
+                                      rounded to uint8
+
+    A constant fundamental-scale map gives an all-255 mask (no denoising) instead of NaN.
+
+    Args:
+        fundamental: M_f, the fundamental-scale map (H, W).
+        threshold: tau in (0, 1].
+        median: odd median kernel m.
+        box: odd box kernel b.
+
+    Returns:
+        The mask as uint8 (H, W).
+    """
+    f = np.asarray(fundamental, dtype=np.float32)
+    lo, hi = f.min(), f.max()
+    if not hi > lo:
+        return np.full(f.shape, 255, dtype=np.uint8)
+    u = np.minimum((f - lo) / (hi - lo), np.float32(threshold))
+    u = u / u.max()
+    q = np.round(u * np.float32(255)).astype(np.uint8)
+    med = cv2.medianBlur(q, int(median)) if median > 1 else q
+    return cv2.blur(med, (int(box), int(box))) if box > 1 else med
+
+
+def holistic_map(
+    primary: np.ndarray,
+    fundamental: np.ndarray,
+    threshold: float = 0.5,
+    median: int = 51,
+    box: int = 91,
+    *,
+    denoise: bool = True,
+) -> tuple[np.ndarray, np.ndarray]:
+    """The final Holistic-CAM map from the kept PHA and fundamental-scale map.
+
+    ``H = PHA * LPW``, then ``(H - min) / (max - min + 1e-8)``; a constant ``H`` gives an
+    all-zero map. No network pass is involved: this is what the explorer's sliders call.
+
+    Args:
+        primary: the primary attribution map PHA (H, W).
+        fundamental: the fundamental-scale map M_f (H, W).
+        threshold: fusion denoising threshold tau.
+        median: median kernel m (odd).
+        box: box kernel b (odd), the low-pass cutoff.
+        denoise: False gives the map without denoising (``H = PHA``).
+
+    Returns:
+        The map in [0, 1] (float32) and the low-pass wrap (uint8; all 255 when not denoising).
+    """
+    check_denoise_parameters(threshold, median, box)
+    pha = np.asarray(primary, dtype=np.float32)
+    if denoise:
+        lpw = low_pass_wrap(fundamental, threshold, median, box)
+        h = pha * lpw.astype(np.float32)
+    else:
+        lpw = np.full(pha.shape, 255, dtype=np.uint8)
+        h = pha
+    lo, hi = h.min(), h.max()
+    if not hi > lo:
+        return np.zeros(h.shape, dtype=np.float32), lpw
+    return ((h - lo) / (hi - lo + np.float32(1e-8))).astype(np.float32), lpw

@@ -1,0 +1,193 @@
+"""Bilinear resizing as banded matrix products, and the fused channel products built on it.
+
+Bilinear interpolation with ``align_corners=False`` is separable: resizing a map ``X`` (h x w)
+to (H x W) is ``R_y @ X @ R_x.T`` where each row of ``R_y`` (H x h) and ``R_x`` (W x w) holds at
+most two non-zero weights. Holistic-CAM needs, for every output pixel, the channel sum of the
+product of two scale-averaged, upsampled stacks::
+
+    P = sum_k ( mean_s up(X_s)[k] ) * ( mean_s up(Y_s)[k] )
+
+Upsampling all ``K`` channels of every scale at once needs ``K x H x W`` floats per scale
+(over 400 MB for ResNet-50's layer4). Here the channels are processed in small chunks whose
+upsampled stacks stay in the processor's cache, and each resize is a sequence of small dense
+matrix products over the band of input rows that an output tile actually reads.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Mapping, Sequence
+
+import torch
+import torch.nn.functional as F
+
+__all__ = ["bilinear_matrix", "channel_products", "resize_maps"]
+
+# Output rows (or columns) handled by one dense product. Small tiles waste few zero weights.
+_ROW_TILE = 16
+_COL_TILE = 32
+# Working set of one channel chunk: the accumulated stacks, in float32 elements.
+_CHUNK_ELEMENTS = 16_000_000
+# Inputs at most this wide are resized along the columns by one dense product.
+_DENSE_WIDTH = 64
+
+
+@functools.lru_cache(maxsize=512)
+def _matrix_cpu64(n_in: int, n_out: int) -> torch.Tensor:
+    eye = torch.eye(n_in, dtype=torch.float64).unsqueeze(0)
+    return F.interpolate(eye, size=n_out, mode="linear", align_corners=False)[0].T.contiguous()
+
+
+def bilinear_matrix(
+    n_in: int, n_out: int, *, device: torch.device | str = "cpu", dtype: torch.dtype = torch.float32
+) -> torch.Tensor:
+    """The (n_out x n_in) matrix of 1-D linear interpolation, ``align_corners=False``.
+
+    ``bilinear(X) == bilinear_matrix(h, H) @ X @ bilinear_matrix(w, W).T`` for a 2-D map ``X``,
+    exactly as :func:`torch.nn.functional.interpolate` with ``mode="bilinear"`` computes it.
+
+    Args:
+        n_in: input length.
+        n_out: output length.
+        device: where the matrix lives.
+        dtype: its floating-point type.
+
+    Returns:
+        The interpolation matrix; each row has at most two non-zero weights summing to one.
+    """
+    return _matrix_cpu64(n_in, n_out).to(device=device, dtype=dtype)
+
+
+@functools.lru_cache(maxsize=512)
+def _bands(
+    n_in: int, n_out: int, tile: int, device: str, dtype: torch.dtype
+) -> tuple[tuple[int, int, int, int, torch.Tensor], ...]:
+    """Tiles of output indices with the contiguous band of inputs they read."""
+    matrix = _matrix_cpu64(n_in, n_out)
+    bands = []
+    for r0 in range(0, n_out, tile):
+        r1 = min(r0 + tile, n_out)
+        used = torch.nonzero(matrix[r0:r1].abs().sum(0)).flatten()
+        lo, hi = int(used.min()), int(used.max()) + 1
+        block = matrix[r0:r1, lo:hi].to(device=device, dtype=dtype).contiguous()
+        bands.append((r0, r1, lo, hi, block))
+    return tuple(bands)
+
+
+def _resize_columns(x: torch.Tensor, width: int) -> torch.Tensor:
+    """(C, h, w) -> (h, C, width): resize the last axis, rows moved to the front."""
+    c, h, w = x.shape
+    rows = x.permute(1, 0, 2).reshape(h * c, w)
+    if w <= _DENSE_WIDTH:
+        matrix = bilinear_matrix(w, width, device=x.device, dtype=x.dtype)
+        return (rows @ matrix.T).view(h, c, width)
+    out = x.new_empty((h * c, width))
+    for c0, c1, lo, hi, block in _bands(w, width, _COL_TILE, str(x.device), x.dtype):
+        out[:, c0:c1] = rows[:, lo:hi] @ block.T
+    return out.view(h, c, width)
+
+
+def _columns_all_scales(stacks: Sequence[torch.Tensor], k0: int, k1: int, width: int) -> list:
+    """Each scale's channels k0:k1 resized along the columns, as (h_s, n * width) matrices."""
+    return [_resize_columns(stack[k0:k1], width).reshape(stack.shape[1], -1) for stack in stacks]
+
+
+def _tile_mean(
+    cols: Sequence[torch.Tensor],
+    bands: Sequence,
+    t: int,
+    base_index: int,
+    base: torch.Tensor | None,
+) -> torch.Tensor:
+    """Sum over scales of one tile of output rows; the base scale's part may be given."""
+    tile = None
+    for i, c in enumerate(cols):
+        if i == base_index and base is not None:
+            tile = base.clone() if tile is None else tile.add_(base)
+            continue
+        _, _, lo, hi, block = bands[i][t]
+        tile = block @ c[lo:hi] if tile is None else tile.addmm_(block, c[lo:hi])
+    return tile
+
+
+def channel_products(
+    natives: Mapping[str, Sequence[torch.Tensor]],
+    products: Sequence[tuple[str, str]],
+    size: tuple[int, int],
+    *,
+    base_products: Sequence[tuple[str, str]] = (),
+    base_index: int = 0,
+) -> tuple[dict[tuple[str, str], torch.Tensor], dict[tuple[str, str], torch.Tensor]]:
+    """Channel sums of products of scale-averaged, bilinearly upsampled stacks.
+
+    For every pair ``(a, b)`` in ``products``::
+
+        P[a, b] = sum_k ( mean_s up(a_s)[k] ) * ( mean_s up(b_s)[k] )
+
+    and for every pair in ``base_products`` the same at one scale only::
+
+        B[a, b] = sum_k up(a_base)[k] * up(b_base)[k]
+
+    where ``up`` is bilinear interpolation (``align_corners=False``) to ``size``. The means are
+    taken separately before the product, as Holistic-CAM's fusion and CAMERAS require.
+    Nothing of size K x H x W is ever held: channels go in chunks, output rows in tiles.
+
+    Args:
+        natives: name -> per-scale stacks, each (K, h_s, w_s), all with the same K.
+        products: pairs of names whose scale means are multiplied.
+        size: the output (H, W).
+        base_products: pairs multiplied at the scale ``base_index`` alone.
+        base_index: position of the base scale in every sequence of ``natives``.
+
+    Returns:
+        Two dicts mapping each pair to its (H, W) map: the scale-averaged products and the
+        base-scale products.
+    """
+    height, width = size
+    names = sorted({n for pair in (*products, *base_products) for n in pair})
+    scaled = {n for pair in products for n in pair}
+    based = {n for pair in base_products for n in pair}
+    first = natives[names[0]][0]
+    channels = first.shape[0]
+    device, dtype = first.device, first.dtype
+    rows_per_channel = sum(sum(int(s.shape[1]) for s in natives[n]) for n in names)
+    chunk = max(1, min(channels, _CHUNK_ELEMENTS // (width * rows_per_channel)))
+    bands = {
+        n: [_bands(int(s.shape[1]), height, _ROW_TILE, str(device), dtype) for s in natives[n]]
+        for n in names
+    }
+    tiles = [band[:2] for band in bands[names[0]][0]]
+
+    out = {pair: torch.zeros(size, device=device, dtype=dtype) for pair in products}
+    base_out = {pair: torch.zeros(size, device=device, dtype=dtype) for pair in base_products}
+    for k0 in range(0, channels, chunk):
+        k1 = min(k0 + chunk, channels)
+        cols = {n: _columns_all_scales(natives[n], k0, k1, width) for n in names}
+        for t, (r0, r1) in enumerate(tiles):
+            shape = (r1 - r0, k1 - k0, width)
+            bases: dict[str, torch.Tensor] = {}
+            for n in sorted(based):
+                _, _, lo, hi, block = bands[n][base_index][t]
+                bases[n] = block @ cols[n][base_index][lo:hi]
+            means = {
+                n: _tile_mean(cols[n], bands[n], t, base_index, bases.get(n)).view(shape)
+                for n in scaled
+            }
+            for a, b in products:
+                out[(a, b)][r0:r1] += (means[a] * means[b]).sum(1)
+            for a, b in base_products:
+                base_out[(a, b)][r0:r1] += (bases[a].view(shape) * bases[b].view(shape)).sum(1)
+    for a, b in products:
+        out[(a, b)] /= len(natives[a]) * len(natives[b])
+    return out, base_out
+
+
+def resize_maps(maps: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+    """Bilinear resize (``align_corners=False``) of a stack of 2-D maps (..., h, w)."""
+    if maps.shape[-2:] == tuple(size):
+        return maps
+    lead = maps.shape[:-2]
+    flat = maps.reshape(1, -1, *maps.shape[-2:])
+    return F.interpolate(flat, size=size, mode="bilinear", align_corners=False).reshape(
+        *lead, *size
+    )
