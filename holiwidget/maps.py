@@ -9,14 +9,14 @@ from .resize import resize_maps
 __all__ = ["finish_maps", "minmax"]
 
 
-def minmax(maps: torch.Tensor, eps: float = 1e-7) -> torch.Tensor:
+def minmax(maps: torch.Tensor) -> torch.Tensor:
     """Min-max normalise each 2-D map of a stack (..., h, w) to [0, 1].
 
-    ``(x - min) / (max - min + eps)``; a constant map becomes all zeros, never NaN.
+    ``(x - min) / (max - min)``; a constant map becomes all zeros, never NaN. (No absolute
+    epsilon: maps whose values are all tiny still span [0, 1].)
 
     Args:
         maps: the stack of maps.
-        eps: added to the range in the denominator.
 
     Returns:
         The normalised stack, same shape.
@@ -24,7 +24,9 @@ def minmax(maps: torch.Tensor, eps: float = 1e-7) -> torch.Tensor:
     flat = maps.flatten(-2)
     lo = flat.min(-1, keepdim=True).values
     span = flat.max(-1, keepdim=True).values - lo
-    out = torch.where(span > 0, (flat - lo) / (span + eps), torch.zeros_like(flat))
+    out = torch.where(
+        span > 0, (flat - lo) / torch.where(span > 0, span, 1), torch.zeros_like(flat)
+    )
     return out.view_as(maps)
 
 

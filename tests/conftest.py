@@ -41,8 +41,12 @@ class TinyCNN(nn.Module):
     def __init__(self, classes: int = 10) -> None:
         super().__init__()
         self.stage1 = nn.Sequential(nn.Conv2d(3, 8, 3, stride=2, padding=1), nn.ReLU(inplace=True))
-        self.stage2 = nn.Sequential(nn.Conv2d(8, 16, 3, stride=2, padding=1), nn.BatchNorm2d(16), nn.ReLU(inplace=True))
-        self.stage3 = nn.Sequential(nn.Conv2d(16, 32, 3, stride=2, padding=1), nn.ReLU(inplace=True))
+        self.stage2 = nn.Sequential(
+            nn.Conv2d(8, 16, 3, stride=2, padding=1), nn.BatchNorm2d(16), nn.ReLU(inplace=True)
+        )
+        self.stage3 = nn.Sequential(
+            nn.Conv2d(16, 32, 3, stride=2, padding=1), nn.ReLU(inplace=True)
+        )
         self.pool = nn.AdaptiveAvgPool2d(1)
         self.head = nn.Linear(32, classes)
 

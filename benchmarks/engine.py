@@ -1,0 +1,186 @@
+"""Engine benchmark: Holistic-CAM against the floor of its network passes, in one run.
+
+The floor is what no implementation can avoid: the eight forward passes of the input pyramid
+plus the backward pass from the class logit down to the shallowest explained layer, with
+frozen parameters and one hook that cuts the graph there (no recording, no fusion). Peak
+memory is measured in a fresh process per case. Prints one JSON object.
+
+    python benchmarks/engine.py [--quick] [--shared ../shared]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+import holiwidget as hw
+from holiwidget.engine import pyramid_sizes
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def _model(name: str, shared: Path) -> torch.nn.Module:
+    if name == "mobilenet_v2":
+        return hw.load_model(name, weights=shared / "weights" / "mobilenet_v2-imagenet.pth")
+    torch.manual_seed(0)
+    return hw.load_model(name, weights=None)
+
+
+CASES = {
+    "resnet50/layer4": ("resnet50", ["layer4"]),
+    "resnet50/stages": ("resnet50", ["layer1", "layer2", "layer3", "layer4"]),
+    "mobilenet_v2/features.18": ("mobilenet_v2", ["features.18"]),
+    "mobilenet_v2/stages": (
+        "mobilenet_v2",
+        ["features.3.conv.0", "features.6.conv.0", "features.13.conv.0", "features.18"],
+    ),
+}
+
+
+def _input(n: int = 1) -> torch.Tensor:
+    return hw.images.prepare_images((["chelsea", "coffee", "astronaut", "rocket"] * 2)[:n]).tensor
+
+
+def floor(model: torch.nn.Module, x: torch.Tensor, shallowest: str) -> float:
+    """Eight forwards + backward from the top-1 logit to the shallowest layer."""
+    module = dict(model.named_modules())[shallowest]
+    leaf = {}
+
+    def cut(mod, inputs, out):
+        leaf["t"] = out.detach().requires_grad_(True)
+        return leaf["t"]
+
+    handle = module.register_forward_hook(cut)
+    for p in model.parameters():
+        p.requires_grad_(False)
+    t0 = time.perf_counter()
+    try:
+        target = None
+        for size in pyramid_sizes(*x.shape[-2:]):
+            xs = (
+                x
+                if size == tuple(x.shape[-2:])
+                else F.interpolate(x, size=size, mode="bicubic", align_corners=False)
+            )
+            with torch.enable_grad():
+                logits = model(xs)
+                if target is None:
+                    target = logits.argmax(1)
+                score = logits.gather(1, target[:, None]).sum()
+                torch.autograd.grad(score, leaf["t"])
+    finally:
+        handle.remove()
+    return time.perf_counter() - t0
+
+
+def holistic(model: torch.nn.Module, x: torch.Tensor, layers: list[str], **kw) -> float:
+    t0 = time.perf_counter()
+    hw.explain(model, x, layers=layers, methods=("holistic",), device="cpu", **kw)
+    return time.perf_counter() - t0
+
+
+def _child(kind: str, case: str, shared: Path) -> None:
+    torch.set_num_threads(2)
+    name, layers = CASES[case]
+    model = _model(name, shared)
+    x = _input(1)
+    if kind == "floor":
+        floor(model, x, layers[0])
+    else:
+        holistic(model, x, layers)
+    print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024)
+
+
+def _peak(kind: str, case: str, shared: Path) -> int:
+    out = subprocess.run(
+        [sys.executable, __file__, "--child", kind, case, "--shared", str(shared)],
+        check=True,
+        capture_output=True,
+        text=True,
+    )
+    return int(out.stdout.strip().splitlines()[-1])
+
+
+def _timings(model, x, layers, repeats: int) -> dict:
+    fl, ho = [], []
+    holistic(model, x[:1], layers)  # warm-up: caches, allocator
+    for _ in range(repeats):
+        fl.append(floor(model, x, layers[0]))
+        ho.append(holistic(model, x, layers))
+    return {"floor_s": min(fl), "holistic_s": min(ho), "ratio": round(min(ho) / min(fl), 3)}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument(
+        "--shared",
+        type=Path,
+        default=Path(os.environ.get("HOLIWIDGET_SHARED", REPO.parent / "shared")),
+    )
+    parser.add_argument("--quick", action="store_true", help="one repeat, no memory or batch runs")
+    parser.add_argument("--child", nargs=2, metavar=("KIND", "CASE"), help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.child:
+        _child(*args.child, args.shared)
+        return
+    torch.set_num_threads(2)
+    repeats = 1 if args.quick else 2
+    result: dict = {"torch_threads": torch.get_num_threads(), "device": "cpu", "cases": {}}
+    x1 = _input(1)
+    for case, (name, layers) in CASES.items():
+        model = _model(name, args.shared)
+        entry = _timings(model, x1, layers, repeats)
+        entry["time_target_ratio"] = 1.25
+        if not args.quick:
+            pf, ph = _peak("floor", case, args.shared), _peak("holistic", case, args.shared)
+            entry.update(
+                floor_peak_gb=round(pf / 2**30, 3),
+                holistic_peak_gb=round(ph / 2**30, 3),
+                peak_ratio=round(ph / pf, 3),
+                peak_target_ratio=1.15,
+            )
+        result["cases"][case] = entry
+
+    # Re-denoising from the kept PHA, no network pass.
+    model = _model("mobilenet_v2", args.shared)
+    ds = hw.explain(model, x1, layers=CASES["mobilenet_v2/stages"][1], device="cpu")
+    pha, mf = ds.primary[0, -1].values, ds.fundamental[0, -1].values
+    times = []
+    params = [(t, m, b) for t in (0.3, 0.5, 0.7) for m in (31, 51, 71) for b in (71, 91, 111)]
+    for t, m, b in params * 3:
+        t0 = time.perf_counter()
+        hw.holistic_map(pha, mf, t, m, b)
+        times.append(time.perf_counter() - t0)
+    result["redenoise_ms"] = {
+        "median": round(statistics.median(times) * 1e3, 3),
+        "max": round(max(times) * 1e3, 3),
+        "target_ms": 10,
+    }
+
+    if not args.quick:
+        layers = CASES["mobilenet_v2/stages"][1]
+        x8 = _input(8)
+        hw.explain(model, x8[:1], layers=layers, device="cpu")
+        single = [holistic(model, x8[i : i + 1], layers) for i in range(8)]
+        t8 = holistic(model, x8, layers, batch_size=8)
+        result["batch8_mobilenet_v2_stages"] = {
+            "single_s_per_image": round(float(np.mean(single)), 3),
+            "batch8_s_per_image": round(t8 / 8, 3),
+            "ratio": round(t8 / 8 / float(np.mean(single)), 3),
+        }
+    print(json.dumps(result, indent=2))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,314 @@
+"""The ``holiwidget`` command line.
+
+::
+
+    holiwidget explain IMAGE... --model NAME --output FILE.nc [--figure FILE.png] [...]
+
+Bad input is reported as one line ``holiwidget: error: <message>`` on stderr with exit
+status 2, never as a traceback. Outputs are written whole or not at all. Subcommands are
+registered in :data:`_COMMANDS`; each adds its parser and names the function that runs it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import logging
+import os
+import sys
+import warnings
+from collections.abc import Callable
+from pathlib import Path
+from typing import NoReturn
+
+from .dataset import _format as dataset_format
+from .dataset import save_dataset
+from .devices import resolve_device
+from .engine import _methods as parse_methods
+from .engine import explain
+from .errors import HoliwidgetError
+from .figure import explain_figure, figure_format, save_figure
+from .methods.holistic import check_denoise_parameters
+from .models import load_model
+
+__all__ = ["main"]
+
+log = logging.getLogger(__name__)
+
+PROG = "holiwidget"
+#: Exit status for bad input (argparse's convention).
+EXIT_USAGE = 2
+#: Exit status after Ctrl-C.
+EXIT_INTERRUPTED = 130
+
+
+class _UsageError(Exception):
+    """An argparse error, raised instead of argparse's print-and-exit."""
+
+
+class _Parser(argparse.ArgumentParser):
+    """An ArgumentParser that raises on errors, so :func:`main` reports them in one line."""
+
+    def error(self, message: str) -> NoReturn:
+        raise _UsageError(message)
+
+
+class _Formatter(logging.Formatter):
+    def format(self, record: logging.LogRecord) -> str:
+        return f"{PROG}: {record.levelname.lower()}: {record.getMessage()}"
+
+
+# ---------------------------------------------------------------------------------------
+# argument types
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
+    return value
+
+
+def _target(text: str) -> int | None:
+    if text.strip().lower() == "auto":
+        return None
+    try:
+        return int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"expected 'auto' or a class index (integer), got {text!r}"
+        ) from None
+
+
+def _weights(text: str) -> str | None:
+    return None if text.strip().lower() == "none" else text
+
+
+def _add_verbose(parser: argparse.ArgumentParser, default: object) -> None:
+    # On the main parser and on each command, so -v works before or after the command; the
+    # commands' default is SUPPRESS so that it does not overwrite a -v given before them.
+    parser.add_argument(
+        "-v",
+        "--verbose",
+        action="store_true",
+        default=default,
+        help="log progress and show a progress bar",
+    )
+
+
+# ---------------------------------------------------------------------------------------
+# explain
+
+
+def _add_explain(commands: argparse._SubParsersAction) -> None:
+    p = commands.add_parser(
+        "explain",
+        help="explain images with Holistic-CAM and baselines; write a dataset (and a figure)",
+        description=(
+            "Explain a classifier's decision on IMAGEs at several layers and with several "
+            "CAM methods; write the maps as a netCDF (.nc) or zarr (.zarr) dataset, and "
+            "optionally a figure."
+        ),
+    )
+    p.add_argument(
+        "images",
+        nargs="+",
+        metavar="IMAGE",
+        help="image files, or embedded samples: chelsea, coffee, astronaut, rocket",
+    )
+    p.add_argument("--model", required=True, help="torchvision model name, e.g. resnet50")
+    p.add_argument(
+        "--weights",
+        type=_weights,
+        default="DEFAULT",
+        help="DEFAULT, a torchvision weights name, a state_dict file (.pth), or none (random)",
+    )
+    p.add_argument(
+        "--layers", default="auto", help="auto (the holistic stage) or comma-separated names"
+    )
+    p.add_argument(
+        "--methods",
+        default="holistic",
+        help="comma-separated methods or 'all' (holistic, gradcam, gradcampp, xgradcam, "
+        "eigencam, layercam, cameras); default holistic",
+    )
+    p.add_argument(
+        "--target",
+        type=_target,
+        default=None,
+        help="class index to explain, or auto (each image's top-1 class; default)",
+    )
+    p.add_argument("--threshold", type=float, default=0.5, help="denoising threshold in (0, 1]")
+    p.add_argument("--median", type=int, default=51, help="median kernel (odd), default 51")
+    p.add_argument("--box", type=int, default=91, help="box kernel (odd), default 91")
+    p.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N or mps")
+    p.add_argument(
+        "--batch-size",
+        type=_positive_int,
+        default=None,
+        help="images held in memory at once (default 4 on the CPU, 32 on a GPU)",
+    )
+    p.add_argument(
+        "--output", required=True, type=Path, help="output dataset: FILE.nc or FILE.zarr"
+    )
+    p.add_argument(
+        "--figure",
+        type=Path,
+        default=None,
+        help="also write a figure (FILE.png, .pdf, .svg, ...); with several images one per "
+        "image, named FILE-<image id>.png",
+    )
+    _add_verbose(p, default=argparse.SUPPRESS)
+    p.set_defaults(run=_run_explain)
+
+
+def _check_dataset_path(path: Path) -> None:
+    kind = dataset_format(path)
+    _check_folder(path, "output")
+    if kind == "netcdf" and importlib.util.find_spec("h5py") is None:
+        raise HoliwidgetError(
+            "writing netCDF needs the h5py package, which is not installed; "
+            "install it (pip install h5py) or name the output *.zarr"
+        )
+    if kind == "netcdf" and path.is_dir():
+        raise HoliwidgetError(f"{path} is a folder; choose a file name for the netCDF output")
+
+
+def _check_folder(path: Path, what: str) -> None:
+    folder = path.parent
+    if not folder.is_dir():
+        raise HoliwidgetError(
+            f"folder {folder} does not exist; create it or choose another {what} path"
+        )
+    if not os.access(folder, os.W_OK | os.X_OK):
+        raise HoliwidgetError(f"folder {folder} is not writable; choose another {what} path")
+
+
+def _figure_paths(figure: Path, ids: list[str]) -> list[Path]:
+    """One figure path per image: the path itself for one image, FILE-<id>.ext for several."""
+    if len(ids) == 1:
+        return [figure]
+    return [figure.with_name(f"{figure.stem}-{i}{figure.suffix}") for i in ids]
+
+
+def _run_explain(args: argparse.Namespace) -> int:
+    # Everything that can be checked without the network, before loading it.
+    _check_dataset_path(args.output)
+    if args.figure is not None:
+        figure_format(args.figure)
+        _check_folder(args.figure, "figure")
+    methods = parse_methods(args.methods)
+    check_denoise_parameters(args.threshold, args.median, args.box)
+    resolve_device(args.device)
+
+    log.info("loading %s (weights: %s)", args.model, args.weights)
+    model = load_model(args.model, args.weights)
+    log.info("explaining %d image(s) with %s", len(args.images), ", ".join(methods))
+    ds = explain(
+        model,
+        list(args.images),
+        layers=args.layers,
+        methods=methods,
+        target=args.target,
+        threshold=args.threshold,
+        median=args.median,
+        box=args.box,
+        device=args.device,
+        batch_size=args.batch_size,
+        progress=args.verbose,
+    )
+
+    try:
+        written = [save_dataset(ds, args.output)]
+    except OSError as exc:
+        raise HoliwidgetError(f"cannot write {args.output} ({exc.strerror or exc})") from None
+    ids = [str(i) for i in ds["image"].values]
+    if args.figure is not None:
+        # One figure at a time: memory stays bounded however many images there are.
+        for i, path in enumerate(_figure_paths(args.figure, ids)):
+            written.append(save_figure(explain_figure(ds, i), path))
+            log.info("wrote %s", path)
+
+    for i, image_id in enumerate(ids):
+        print(
+            f"{image_id}: class {int(ds['target'].values[i])} "
+            f"{ds['target_name'].values[i]} (p = {float(ds['probability'].values[i]):.3f})"
+        )
+    for path in written:
+        print(f"wrote {path}")
+    return 0
+
+
+# ---------------------------------------------------------------------------------------
+# the parser and main
+
+#: Subcommands: each adds its parser (with ``run`` set) to the subparsers action.
+_COMMANDS: list[Callable[[argparse._SubParsersAction], None]] = [_add_explain]
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The ``holiwidget`` argument parser, with one subparser per command."""
+    parser = _Parser(
+        prog=PROG,
+        description="Holistic-CAM class-activation maps at every depth of a CNN.",
+    )
+    _add_verbose(parser, default=False)
+    commands = parser.add_subparsers(
+        dest="command", metavar="COMMAND", required=True, parser_class=_Parser
+    )
+    for add in _COMMANDS:
+        add(commands)
+    return parser
+
+
+def _run(args: argparse.Namespace) -> int:
+    """Run a command; Python warnings become one-line log messages instead of source dumps."""
+    with warnings.catch_warnings(record=True) as caught:
+        try:
+            return args.run(args)
+        finally:
+            for w in caught:
+                log.warning("%s", w.message)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the command line.
+
+    Args:
+        argv: the arguments (default: ``sys.argv[1:]``).
+
+    Returns:
+        The exit status: 0 on success, 2 for bad input (reported in one line on stderr),
+        130 after Ctrl-C.
+    """
+    parser = build_parser()
+    try:
+        args = parser.parse_args(argv)
+    except _UsageError as exc:
+        print(f"{PROG}: error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    except SystemExit as exc:  # --help
+        return exc.code if isinstance(exc.code, int) else 0
+
+    logger = logging.getLogger("holiwidget")
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(_Formatter())
+    old_level, old_propagate = logger.level, logger.propagate
+    logger.addHandler(handler)
+    logger.setLevel(logging.INFO if args.verbose else logging.WARNING)
+    logger.propagate = False
+    try:
+        return _run(args)
+    except HoliwidgetError as exc:
+        print(f"{PROG}: error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    except KeyboardInterrupt:
+        print(f"{PROG}: interrupted", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    finally:
+        logger.removeHandler(handler)
+        logger.setLevel(old_level)
+        logger.propagate = old_propagate

@@ -1,0 +1,24 @@
+"""The demo notebooks run top to bottom in a real Jupyter kernel."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import nbformat
+from nbclient import NotebookClient
+
+NOTEBOOKS = Path(__file__).resolve().parents[1] / "notebooks"
+
+
+def test_explain_notebook_runs(mobilenet_weights: Path, monkeypatch) -> None:
+    monkeypatch.setenv("HOLIWIDGET_WEIGHTS", str(mobilenet_weights))
+    monkeypatch.setenv("OMP_NUM_THREADS", "2")
+    nb = nbformat.read(NOTEBOOKS / "explain.ipynb", as_version=4)
+    NotebookClient(
+        nb, timeout=600, kernel_name="python3", resources={"metadata": {"path": str(NOTEBOOKS)}}
+    ).execute()
+    outputs = [o for cell in nb.cells if cell.cell_type == "code" for o in cell.get("outputs", [])]
+    assert not [o for o in outputs if o.get("output_type") == "error"]
+    assert any("image/png" in o.get("data", {}) for o in outputs), "the figure cell shows no image"
+    assert "Egyptian cat" in str(outputs), os.environ.get("HOLIWIDGET_WEIGHTS")
