@@ -12,7 +12,6 @@ registered in :data:`_COMMANDS`; each adds its parser and names the function tha
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import logging
 import os
 import sys
@@ -21,11 +20,9 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import NoReturn
 
-from .dataset import _format as dataset_format
-from .dataset import save_dataset
+from .dataset import dataset_format, save_dataset
 from .devices import resolve_device
-from .engine import _methods as parse_methods
-from .engine import explain
+from .engine import explain, parse_methods
 from .errors import HoliwidgetError
 from .figure import explain_figure, figure_format, save_figure
 from .methods.holistic import check_denoise_parameters
@@ -168,11 +165,6 @@ def _add_explain(commands: argparse._SubParsersAction) -> None:
 def _check_dataset_path(path: Path) -> None:
     kind = dataset_format(path)
     _check_folder(path, "output")
-    if kind == "netcdf" and importlib.util.find_spec("h5py") is None:
-        raise HoliwidgetError(
-            "writing netCDF needs the h5py package, which is not installed; "
-            "install it (pip install h5py) or name the output *.zarr"
-        )
     if kind == "netcdf" and path.is_dir():
         raise HoliwidgetError(f"{path} is a folder; choose a file name for the netCDF output")
 

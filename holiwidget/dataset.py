@@ -18,7 +18,7 @@ from torch import nn
 from .errors import HoliwidgetError
 from .models import class_names, model_info
 
-__all__ = ["build_dataset", "open_dataset", "save_dataset"]
+__all__ = ["build_dataset", "dataset_format", "open_dataset", "save_dataset"]
 
 _PACKAGES = ("holiwidget", "torch", "torchvision", "numpy", "xarray", "opencv-python-headless")
 
@@ -95,7 +95,9 @@ def build_dataset(
     return ds
 
 
-def _format(path: Path) -> str:
+def dataset_format(path: str | os.PathLike) -> str:
+    """The output format for a path: ``"netcdf"`` (.nc) or ``"zarr"`` (.zarr)."""
+    path = Path(path)
     suffix = path.suffix.lower()
     if suffix in (".nc", ".nc4", ".netcdf", ".h5"):
         return "netcdf"
@@ -120,7 +122,7 @@ def save_dataset(ds: xr.Dataset, path: str | os.PathLike) -> Path:
         The path written.
     """
     out = Path(path)
-    kind = _format(out)
+    kind = dataset_format(out)
     if not out.parent.exists():
         raise HoliwidgetError(
             f"folder {out.parent} does not exist; create it or choose another output path"
@@ -131,7 +133,7 @@ def save_dataset(ds: xr.Dataset, path: str | os.PathLike) -> Path:
         if kind == "netcdf":
             ds.to_netcdf(part, engine="h5netcdf", encoding=_string_encoding(ds))
         else:
-            ds.to_zarr(part, mode="w", consolidated=True)
+            ds.to_zarr(part, mode="w", consolidated=False)
         if out.is_dir() and not out.is_symlink():
             shutil.rmtree(out)
         os.replace(part, out)
@@ -149,8 +151,8 @@ def open_dataset(path: str | os.PathLike) -> xr.Dataset:
     p = Path(path)
     if not p.exists():
         raise HoliwidgetError(f"no such dataset: {p}")
-    if _format(p) == "netcdf":
+    if dataset_format(p) == "netcdf":
         with xr.open_dataset(p, engine="h5netcdf") as ds:
             return ds.load()
-    with xr.open_zarr(p) as ds:
+    with xr.open_zarr(p, consolidated=False) as ds:
         return ds.load()

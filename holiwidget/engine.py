@@ -24,16 +24,22 @@ from .methods import GRADIENT_METHODS, METHODS, PYRAMID_METHODS, eigen, gradient
 from .methods.holistic import check_denoise_parameters, holistic_map, pge_weights
 from .resize import channel_products
 
-__all__ = ["PYRAMID_SIDES", "explain", "pyramid_sizes"]
+__all__ = ["PYRAMID_SIDES", "explain", "parse_methods", "pyramid_sizes"]
 
 log = logging.getLogger(__name__)
 
 #: Side lengths of the input pyramid for a 224 x 224 input: range(224, 1000, 100).
 PYRAMID_SIDES = tuple(range(224, 1000, 100))
-# Pixels (summed over images) of one forward pass before a scale's batch is split.
-_PASS_PIXELS = {"cpu": 2 * 924 * 924, "default": 16 * 924 * 924}
+# Pixels (summed over images) of one forward pass before a scale's batch is split. On the
+# CPU every image gets passes of its own: oneDNN sums in other orders for other batch sizes,
+# and FSD's 8-bit step can turn such a rounding difference into a visible flip, so this keeps
+# each image's maps bit-identical to explaining it alone (and costs no speed on the CPU).
+_PASS_PIXELS = {"cpu": 1, "default": 16 * 924 * 924}
 # Images whose captures are held at once (natives of every scale) before fusion.
 _GROUP = {"cpu": 4, "default": 32}
+
+# Holistic-CAM's PGE weights, computed chunk by chunk inside the fusion.
+_PGE = {"w": (pge_weights, ("a", "g"))}
 
 _BASELINES = {
     "gradcam": gradient.gradcam,
@@ -57,7 +63,8 @@ def pyramid_sizes(height: int, width: int) -> list[tuple[int, int]]:
     ]
 
 
-def _methods(methods: str | Sequence[str]) -> list[str]:
+def parse_methods(methods: str | Sequence[str]) -> list[str]:
+    """Validate method names (a list, a comma-separated string, or ``"all"``)."""
     if isinstance(methods, str):
         methods = list(METHODS) if methods == "all" else [m.strip() for m in methods.split(",")]
     chosen = list(dict.fromkeys(methods))
@@ -74,7 +81,6 @@ class _Captures:
     """Per layer: the tensors each method needs, per scale (fundamental scale first)."""
 
     activations: dict[str, list[torch.Tensor]] = field(default_factory=dict)
-    weights: dict[str, list[torch.Tensor]] = field(default_factory=dict)
     gradients: dict[str, list[torch.Tensor]] = field(default_factory=dict)
 
 
@@ -156,11 +162,8 @@ def _run_group(
                         "post-activation layer instead",
                         stacklevel=4,
                     )
-                if base or pyramid:
-                    parts[name]["a"].append(a)
-                if "holistic" in methods:
-                    parts[name]["w"].append(pge_weights(a, g))
-                if g is not None and ((base and base_grads) or "cameras" in methods):
+                parts[name]["a"].append(a)
+                if g is not None and (base_grads or pyramid):
                     parts[name]["g"].append(g)
             del rec
             progress.update(sub.stop - sub.start)
@@ -168,9 +171,12 @@ def _run_group(
             logits_all = torch.cat([p[0] for p in logit_parts])
             targets = torch.cat([p[1] for p in logit_parts])
         for name in modules:
-            for key, store in (("a", caps.activations), ("w", caps.weights), ("g", caps.gradients)):
-                if parts[name][key]:
-                    store.setdefault(name, []).append(torch.cat(parts[name][key]))
+            for key, store in (("a", caps.activations), ("g", caps.gradients)):
+                chunks = parts[name][key]
+                if chunks:
+                    store.setdefault(name, []).append(
+                        chunks[0] if len(chunks) == 1 else torch.cat(chunks)
+                    )
     return caps, logits_all, targets
 
 
@@ -199,16 +205,16 @@ def _group_maps(
         if not PYRAMID_METHODS & set(methods):
             continue
         for i in range(n):
-            natives = {"a": [t[i] for t in acts]}
+            natives = {"a": [t[i] for t in acts], "g": [t[i] for t in grads]}
             products, base_products = [], []
             if holistic:
-                natives["w"] = [t[i] for t in caps.weights[name]]
                 products.append(("w", "a"))
                 base_products.append(("w", "a"))
             if "cameras" in methods:
-                natives["g"] = [t[i] for t in grads]
                 products.append(("g", "a"))
-            fused, based = channel_products(natives, products, size, base_products=base_products)
+            fused, based = channel_products(
+                natives, products, size, base_products=base_products, derived=_PGE
+            )
             if holistic:
                 pha = fused[("w", "a")].cpu().numpy()
                 mf = based[("w", "a")].cpu().numpy()
@@ -272,7 +278,7 @@ def explain(
         ``input`` (image, y, x, rgb) uint8; coordinates for targets and probabilities; the
         parameters, model, versions and device in ``attrs``.
     """
-    chosen = _methods(methods)
+    chosen = parse_methods(methods)
     check_denoise_parameters(threshold, median, box)
     dev = resolve_device(device)
     prep = prepare_images(images)

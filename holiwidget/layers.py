@@ -60,7 +60,7 @@ def _stage_outputs(model: nn.Module, input_size: tuple[int, int]) -> list[str]:
     handles = [m.register_forward_hook(hook_for(n)) for n, m in model.named_modules()]
     param = next(model.parameters(), None)
     device = param.device if param is not None else torch.device("cpu")
-    mode = model.training
+    modes = [(m, m.training) for m in model.modules()]
     try:
         model.eval()
         with torch.no_grad():
@@ -70,7 +70,8 @@ def _stage_outputs(model: nn.Module, input_size: tuple[int, int]) -> list[str]:
                 )
             )
     finally:
-        model.train(mode)
+        for m, mode in modes:
+            m.training = mode
         for h in handles:
             h.remove()
     stages: dict[tuple[int, int], str] = {}

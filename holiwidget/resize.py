@@ -16,7 +16,7 @@ matrix products over the band of input rows that an output tile actually reads.
 from __future__ import annotations
 
 import functools
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 
 import torch
 import torch.nn.functional as F
@@ -87,9 +87,9 @@ def _resize_columns(x: torch.Tensor, width: int) -> torch.Tensor:
     return out.view(h, c, width)
 
 
-def _columns_all_scales(stacks: Sequence[torch.Tensor], k0: int, k1: int, width: int) -> list:
-    """Each scale's channels k0:k1 resized along the columns, as (h_s, n * width) matrices."""
-    return [_resize_columns(stack[k0:k1], width).reshape(stack.shape[1], -1) for stack in stacks]
+def _columns_all_scales(stacks: Sequence[torch.Tensor], width: int) -> list:
+    """Each scale's stack resized along the columns, as (h_s, n * width) matrices."""
+    return [_resize_columns(stack, width).reshape(stack.shape[1], -1) for stack in stacks]
 
 
 def _tile_mean(
@@ -117,6 +117,7 @@ def channel_products(
     *,
     base_products: Sequence[tuple[str, str]] = (),
     base_index: int = 0,
+    derived: Mapping[str, tuple[Callable[..., torch.Tensor], tuple[str, ...]]] | None = None,
 ) -> tuple[dict[tuple[str, str], torch.Tensor], dict[tuple[str, str], torch.Tensor]]:
     """Channel sums of products of scale-averaged, bilinearly upsampled stacks.
 
@@ -138,6 +139,10 @@ def channel_products(
         size: the output (H, W).
         base_products: pairs multiplied at the scale ``base_index`` alone.
         base_index: position of the base scale in every sequence of ``natives``.
+        derived: name -> (function, input names): stacks computed per channel chunk from
+            other stacks, scale by scale, e.g. ``{"w": (pge_weights, ("a", "g"))}``. The
+            function must act on each channel independently; computing it chunk by chunk
+            keeps the data in cache and never holds the whole derived stack.
 
     Returns:
         Two dicts mapping each pair to its (H, W) map: the scale-averaged products and the
@@ -145,16 +150,22 @@ def channel_products(
     """
     height, width = size
     names = sorted({n for pair in (*products, *base_products) for n in pair})
+    derived = {n: d for n, d in (derived or {}).items() if n in names}
+    sources = sorted(
+        {n for n in names if n not in derived} | {i for _, ins in derived.values() for i in ins}
+    )
     scaled = {n for pair in products for n in pair}
     based = {n for pair in base_products for n in pair}
-    first = natives[names[0]][0]
+    first = natives[sources[0]][0]
     channels = first.shape[0]
     device, dtype = first.device, first.dtype
-    rows_per_channel = sum(sum(int(s.shape[1]) for s in natives[n]) for n in names)
+    shapes = {
+        n: [tuple(s.shape[1:]) for s in natives[sources[0] if n in derived else n]] for n in names
+    }
+    rows_per_channel = sum(sum(h for h, _ in shapes[n]) for n in names)
     chunk = max(1, min(channels, _CHUNK_ELEMENTS // (width * rows_per_channel)))
     bands = {
-        n: [_bands(int(s.shape[1]), height, _ROW_TILE, str(device), dtype) for s in natives[n]]
-        for n in names
+        n: [_bands(h, height, _ROW_TILE, str(device), dtype) for h, _ in shapes[n]] for n in names
     }
     tiles = [band[:2] for band in bands[names[0]][0]]
 
@@ -162,7 +173,12 @@ def channel_products(
     base_out = {pair: torch.zeros(size, device=device, dtype=dtype) for pair in base_products}
     for k0 in range(0, channels, chunk):
         k1 = min(k0 + chunk, channels)
-        cols = {n: _columns_all_scales(natives[n], k0, k1, width) for n in names}
+        chunk_stacks = {n: [s[k0:k1] for s in natives[n]] for n in sources}
+        for n, (fn, inputs) in derived.items():
+            per_scale = zip(*(chunk_stacks[i] for i in inputs), strict=True)
+            chunk_stacks[n] = [fn(*args) for args in per_scale]
+        cols = {n: _columns_all_scales(chunk_stacks[n], width) for n in names}
+        del chunk_stacks
         for t, (r0, r1) in enumerate(tiles):
             shape = (r1 - r0, k1 - k0, width)
             bases: dict[str, torch.Tensor] = {}
@@ -178,7 +194,7 @@ def channel_products(
             for a, b in base_products:
                 base_out[(a, b)][r0:r1] += (bases[a].view(shape) * bases[b].view(shape)).sum(1)
     for a, b in products:
-        out[(a, b)] /= len(natives[a]) * len(natives[b])
+        out[(a, b)] /= len(shapes[a]) * len(shapes[b])
     return out, base_out
 
 

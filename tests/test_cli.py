@@ -4,7 +4,6 @@ subprocess (``python -m holiwidget``). No mocks: real MobileNetV2 weights from .
 from __future__ import annotations
 
 import contextlib
-import importlib.util
 import io
 import subprocess
 import sys
@@ -17,8 +16,6 @@ import holiwidget
 from holiwidget.cli import main
 
 CHELSEA_CLASS = 285  # "Egyptian cat" for the MobileNetV2 weights in ../shared
-# netCDF output goes through h5netcdf, which needs h5py (not a dependency of h5netcdf >= 1.4).
-HAVE_H5PY = importlib.util.find_spec("h5py") is not None
 
 
 def run_cli(argv: list[str]) -> tuple[int, str, str]:
@@ -95,11 +92,6 @@ def test_explain_prints_summary_and_leaves_no_temporaries(chelsea_run) -> None:
     assert all(line.startswith("holiwidget: warning: ") for line in err.splitlines()), err
 
 
-@pytest.mark.xfail(
-    not HAVE_H5PY,
-    reason="h5py is not installed: netCDF output needs it (add h5py to the dependencies)",
-    strict=True,
-)
 def test_explain_writes_netcdf(tmp_path: Path, mobilenet_weights: Path) -> None:
     code, out, err = run_cli(
         [
@@ -115,23 +107,6 @@ def test_explain_writes_netcdf(tmp_path: Path, mobilenet_weights: Path) -> None:
     assert str(ds["target_name"].values[0]) == "Egyptian cat"
     assert f"wrote {tmp_path / 'out.nc'}" in out.splitlines()
     assert [p.name for p in tmp_path.iterdir()] == ["out.nc"]
-
-
-@pytest.mark.skipif(HAVE_H5PY, reason="h5py is installed: netCDF output works")
-def test_netcdf_without_h5py_fails_fast(tmp_path: Path) -> None:
-    # Before the model is loaded: the weights need not even exist.
-    code, out, err = run_cli(
-        [
-            *("explain", "chelsea", "--model", "mobilenet_v2", "--weights", "none"),
-            *("--output", tmp_path / "out.nc"),
-        ]
-    )
-    assert code == 2
-    assert out == ""
-    assert err.splitlines() == [err.strip()]
-    assert "h5py" in err
-    assert "*.zarr" in err
-    assert list(tmp_path.iterdir()) == []
 
 
 def test_several_images_zarr_and_one_figure_each(tmp_path: Path, mobilenet_weights) -> None:

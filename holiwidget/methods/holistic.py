@@ -28,7 +28,7 @@ def pge_weights(activation: torch.Tensor, gradient: torch.Tensor) -> torch.Tenso
         W     = alpha * G+                              element-wise, no spatial reduction
 
     Args:
-        activation: A, (N, K, h, w).
+        activation: A, (..., K, h, w).
         gradient: G = dy_c/dA, same shape.
 
     Returns:
@@ -36,9 +36,9 @@ def pge_weights(activation: torch.Tensor, gradient: torch.Tensor) -> torch.Tenso
     """
     g = torch.relu(gradient)
     g2 = g * g
-    total = activation.sum(dim=(2, 3), keepdim=True)
+    total = activation.sum(dim=(-2, -1), keepdim=True)
     alpha = g2 / (2 * g2 + total * (g2 * g) + _EPS)
-    return alpha * g
+    return alpha.mul_(g)
 
 
 def check_denoise_parameters(threshold: float, median: int, box: int) -> None:
