@@ -151,10 +151,8 @@ def _run_group(
             if base:
                 logit_parts.append((rec.logits, rec.targets))
             for name in modules:
-                # Channels-last outputs (oneDNN) would make every later channel slice strided.
-                a = rec.activations[name].contiguous()
+                a = rec.activations[name]
                 g = rec.gradients.get(name)
-                g = None if g is None else g.contiguous()
                 if base and float(a.min()) < 0 and i0 == 0:
                     warnings.warn(
                         f"layer {name!r} has negative activations (min {float(a.min()):.3g}); "

@@ -28,6 +28,10 @@ _ROW_TILE = 16
 _COL_TILE = 32
 # Working set of one channel chunk: the accumulated stacks, in float32 elements.
 _CHUNK_ELEMENTS = 16_000_000
+# Stacks with at most this many native pixels per channel, summed over scales (deep, coarse
+# layers such as ResNet-50's layer4: 3101), are fused through per-tile Gram matrices.
+_GRAM_MAX_PIXELS = 4096
+_GRAM_TILE = 56
 # Inputs at most this wide are resized along the columns by one dense product.
 _DENSE_WIDTH = 64
 
@@ -75,16 +79,20 @@ def _bands(
 
 
 def _resize_columns(x: torch.Tensor, width: int) -> torch.Tensor:
-    """(C, h, w) -> (h, C, width): resize the last axis, rows moved to the front."""
-    c, h, w = x.shape
-    rows = x.permute(1, 0, 2).reshape(h * c, w)
+    """(C, h, w) -> (h, C, width): resize the last axis, rows moved to the front.
+
+    Works on any memory layout of ``x`` without copying it first: the per-row matrices
+    (C x w) of a channels-last stack (as oneDNN produces) are column-major and go to the
+    matrix product as they are.
+    """
+    rows = x.permute(1, 0, 2)  # (h, C, w), a view
+    w = x.shape[-1]
     if w <= _DENSE_WIDTH:
-        matrix = bilinear_matrix(w, width, device=x.device, dtype=x.dtype)
-        return (rows @ matrix.T).view(h, c, width)
-    out = x.new_empty((h * c, width))
+        return torch.matmul(rows, bilinear_matrix(w, width, device=x.device, dtype=x.dtype).T)
+    out = x.new_empty((x.shape[1], x.shape[0], width))
     for c0, c1, lo, hi, block in _bands(w, width, _COL_TILE, str(x.device), x.dtype):
-        out[:, c0:c1] = rows[:, lo:hi] @ block.T
-    return out.view(h, c, width)
+        out[:, :, c0:c1] = torch.matmul(rows[:, :, lo:hi], block.T)
+    return out
 
 
 def _columns_all_scales(stacks: Sequence[torch.Tensor], width: int) -> list:
@@ -131,7 +139,11 @@ def channel_products(
 
     where ``up`` is bilinear interpolation (``align_corners=False``) to ``size``. The means are
     taken separately before the product, as Holistic-CAM's fusion and CAMERAS require.
-    Nothing of size K x H x W is ever held: channels go in chunks, output rows in tiles.
+    Nothing of size K x H x W is ever held. Fine stacks (shallow layers) are upsampled chunk
+    by chunk of channels and tile by tile of output rows. Coarse stacks (deep layers, many
+    channels) never are: for each tile of output pixels, the channel sums of products of the
+    native pixels it reads form a small Gram matrix (one dense product over all K channels),
+    and the interpolation weights are applied to that.
 
     Args:
         natives: name -> per-scale stacks, each (K, h_s, w_s), all with the same K.
@@ -162,6 +174,8 @@ def channel_products(
     shapes = {
         n: [tuple(s.shape[1:]) for s in natives[sources[0] if n in derived else n]] for n in names
     }
+    if sum(h * w for h, w in shapes[names[0]]) <= _GRAM_MAX_PIXELS:
+        return _gram_products(natives, products, size, base_products, base_index, derived, names)
     rows_per_channel = sum(sum(h for h, _ in shapes[n]) for n in names)
     chunk = max(1, min(channels, _CHUNK_ELEMENTS // (width * rows_per_channel)))
     bands = {
@@ -195,6 +209,93 @@ def channel_products(
                 base_out[(a, b)][r0:r1] += (bases[a].view(shape) * bases[b].view(shape)).sum(1)
     for a, b in products:
         out[(a, b)] /= len(shapes[a]) * len(shapes[b])
+    return out, base_out
+
+
+@functools.lru_cache(maxsize=64)
+def _gram_plan(
+    shapes: tuple[tuple[int, int], ...], size: tuple[int, int], device: str, dtype: torch.dtype
+) -> tuple:
+    """Per output tile: its rows and columns, and per scale the native window and weights."""
+    rows = [_bands(h, size[0], _GRAM_TILE, device, dtype) for h, _ in shapes]
+    cols = [_bands(w, size[1], _GRAM_TILE, device, dtype) for _, w in shapes]
+    plan = []
+    for ti in range(len(rows[0])):
+        for tj in range(len(cols[0])):
+            windows = tuple(
+                (
+                    rows[s][ti][2],
+                    rows[s][ti][3],
+                    cols[s][tj][2],
+                    cols[s][tj][3],
+                    rows[s][ti][4],
+                    cols[s][tj][4],
+                )
+                for s in range(len(shapes))
+            )
+            plan.append((*rows[0][ti][:2], *cols[0][tj][:2], windows))
+    return tuple(plan)
+
+
+def _window_matrix(
+    stacks: Sequence[torch.Tensor], windows: tuple, scales: Sequence[int]
+) -> torch.Tensor:
+    """The native pixels a tile reads, all scales side by side: (K, P)."""
+    parts = []
+    for s in scales:
+        a0, a1, b0, b1, _, _ = windows[s]
+        parts.append(stacks[s][:, a0:a1, b0:b1].reshape(stacks[s].shape[0], -1))
+    return torch.cat(parts, dim=1)
+
+
+def _apply_weights(gram: torch.Tensor, windows: tuple, scales: Sequence[int]) -> torch.Tensor:
+    """sum_{p, q} U[i, j, p] U[i, j, q] gram[p, q] with U the separable bilinear weights."""
+    sizes = [(windows[s][1] - windows[s][0]) * (windows[s][3] - windows[s][2]) for s in scales]
+    right = None  # V[p, i, j] = sum_q gram[p, q] U[i, j, q]
+    for s, block in zip(scales, torch.split(gram, sizes, dim=1), strict=True):
+        a0, a1, b0, b1, ry, rx = windows[s]
+        part = torch.matmul(torch.matmul(ry, block.reshape(-1, a1 - a0, b1 - b0)), rx.T)
+        right = part if right is None else right.add_(part)
+    out = None
+    for s, block in zip(scales, torch.split(right, sizes, dim=0), strict=True):
+        a0, a1, b0, b1, ry, rx = windows[s]
+        part = torch.einsum(
+            "ia,jb,abij->ij", ry, rx, block.reshape(a1 - a0, b1 - b0, *block.shape[1:])
+        )
+        out = part if out is None else out.add_(part)
+    return out
+
+
+def _gram_products(
+    natives: Mapping[str, Sequence[torch.Tensor]],
+    products: Sequence[tuple[str, str]],
+    size: tuple[int, int],
+    base_products: Sequence[tuple[str, str]],
+    base_index: int,
+    derived: Mapping[str, tuple[Callable[..., torch.Tensor], tuple[str, ...]]],
+    names: Sequence[str],
+) -> tuple[dict[tuple[str, str], torch.Tensor], dict[tuple[str, str], torch.Tensor]]:
+    """:func:`channel_products` through per-tile Gram matrices (coarse stacks)."""
+    stacks = {n: list(natives[n]) for n in names if n not in derived}
+    for n, (fn, inputs) in derived.items():
+        stacks[n] = [fn(*args) for args in zip(*(natives[i] for i in inputs), strict=True)]
+    first = stacks[names[0]][0]
+    shapes = tuple(tuple(int(d) for d in t.shape[1:]) for t in stacks[names[0]])
+    plan = _gram_plan(shapes, tuple(size), str(first.device), first.dtype)
+    every = range(len(shapes))
+    out = {p: first.new_empty(size) for p in products}
+    base_out = {p: first.new_empty(size) for p in base_products}
+    for r0, r1, c0, c1, windows in plan:
+        if products:
+            patches = {n: _window_matrix(stacks[n], windows, every) for n in names}
+            for a, b in products:
+                gram = patches[a].T @ patches[b]
+                out[(a, b)][r0:r1, c0:c1] = _apply_weights(gram, windows, every) / len(shapes) ** 2
+        if base_products:
+            patches = {n: _window_matrix(stacks[n], windows, [base_index]) for n in names}
+            for a, b in base_products:
+                gram = patches[a].T @ patches[b]
+                base_out[(a, b)][r0:r1, c0:c1] = _apply_weights(gram, windows, [base_index])
     return out, base_out
 
 

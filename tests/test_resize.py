@@ -57,3 +57,27 @@ def test_resize_maps_keeps_leading_dims() -> None:
     out = resize_maps(maps, (224, 224))
     assert out.shape == (2, 3, 224, 224)
     assert torch.allclose(out[1, 2], _up(maps[1, 2][None], (224, 224))[0])
+
+
+@pytest.mark.parametrize("sides", [[7, 11, 14, 72, 80], [7, 11, 14]])
+def test_channel_products_accept_channels_last_stacks(sides: list[int]) -> None:
+    """Both fusion paths (fine stacks: tiled upsampling; coarse ones: Gram matrices)."""
+    gen = torch.Generator().manual_seed(3)
+    a = [torch.rand(1, 32, s, s, generator=gen) for s in sides]
+    w = [torch.rand(1, 32, s, s, generator=gen) for s in sides]
+    plain, plain_base = channel_products(
+        {"w": [t[0] for t in w], "a": [t[0] for t in a]},
+        [("w", "a")],
+        (64, 64),
+        base_products=[("w", "a")],
+    )
+    last = [t.contiguous(memory_format=torch.channels_last)[0] for t in (*w, *a)]
+    assert not last[0].is_contiguous()
+    ours, ours_base = channel_products(
+        {"w": last[: len(sides)], "a": last[len(sides) :]},
+        [("w", "a")],
+        (64, 64),
+        base_products=[("w", "a")],
+    )
+    assert torch.allclose(ours[("w", "a")], plain[("w", "a")], rtol=1e-5, atol=1e-6)
+    assert torch.allclose(ours_base[("w", "a")], plain_base[("w", "a")], rtol=1e-5, atol=1e-6)
