@@ -67,7 +67,8 @@ def floor(model: torch.nn.Module, x: torch.Tensor, shallowest: str) -> float:
     t0 = time.perf_counter()
     try:
         target = None
-        for size in pyramid_sizes(*x.shape[-2:]):
+        sizes = pyramid_sizes(*x.shape[-2:])
+        for size in [sizes[0], *sorted(sizes[1:], reverse=True)]:  # the engine's order
             xs = (
                 x
                 if size == tuple(x.shape[-2:])

@@ -6,6 +6,7 @@ The main entry points:
 - :func:`load_model`: torchvision classifiers with pretrained, file or random weights.
 - :func:`holistic_map`: re-denoise a kept primary map with new parameters, no network pass.
 - :func:`save_dataset` / :func:`open_dataset`: netCDF or zarr, written atomically.
+- :class:`Explorer`: the interactive Jupyter explorer (imported on first use).
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from .samples import SAMPLES, load_sample
 __all__ = [
     "METHODS",
     "SAMPLES",
+    "Explorer",
     "HoliwidgetError",
     "explain",
     "holistic_map",
@@ -33,3 +35,12 @@ __all__ = [
     "pyramid_sizes",
     "save_dataset",
 ]
+
+
+def __getattr__(name: str) -> object:
+    # The explorer pulls in ipywidgets and ipympl: imported only when asked for.
+    if name == "Explorer":
+        from .explorer import Explorer
+
+        return Explorer
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

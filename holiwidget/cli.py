@@ -3,6 +3,7 @@
 ::
 
     holiwidget explain IMAGE... --model NAME --output FILE.nc [--figure FILE.png] [...]
+    holiwidget lab [--model NAME] [--weights W] [--port N] [--no-browser]
 
 Bad input is reported as one line ``holiwidget: error: <message>`` on stderr with exit
 status 2, never as a traceback. Outputs are written whole or not at all. Subcommands are
@@ -14,6 +15,7 @@ from __future__ import annotations
 import argparse
 import logging
 import os
+import subprocess
 import sys
 import warnings
 from collections.abc import Callable
@@ -235,10 +237,78 @@ def _run_explain(args: argparse.Namespace) -> int:
 
 
 # ---------------------------------------------------------------------------------------
+# lab
+
+#: The explorer notebook ``holiwidget lab`` opens (in a source checkout).
+EXPLORER_NOTEBOOK = Path(__file__).resolve().parents[1] / "notebooks" / "explorer.ipynb"
+
+
+def _add_lab(commands: argparse._SubParsersAction) -> None:
+    p = commands.add_parser(
+        "lab",
+        help="start JupyterLab on the explorer notebook",
+        description=(
+            "Start JupyterLab on notebooks/explorer.ipynb, the interactive explorer. The "
+            "notebook reads the model and weights from HOLIWIDGET_MODEL and HOLIWIDGET_WEIGHTS, "
+            "which --model and --weights set for its kernel."
+        ),
+    )
+    p.add_argument(
+        "--notebook",
+        type=Path,
+        default=None,
+        help="open this notebook instead (JupyterLab's root is its folder)",
+    )
+    p.add_argument("--model", default=None, help="torchvision model name for the notebook")
+    p.add_argument(
+        "--weights", default=None, help="DEFAULT, a torchvision weights name or a state_dict file"
+    )
+    p.add_argument("--port", type=_positive_int, default=None, help="server port")
+    p.add_argument("--ip", default=None, help="server address (JupyterLab's default: localhost)")
+    p.add_argument("--no-browser", action="store_true", help="do not open a web browser")
+    _add_verbose(p, default=argparse.SUPPRESS)
+    p.set_defaults(run=_run_lab)
+
+
+def _run_lab(args: argparse.Namespace) -> int:
+    if args.notebook is None:
+        notebook, root = EXPLORER_NOTEBOOK, EXPLORER_NOTEBOOK.parents[1]
+    else:
+        notebook = args.notebook.resolve()
+        root = notebook.parent
+    if not notebook.is_file():
+        raise HoliwidgetError(
+            f"notebook {notebook} not found; run from a source checkout of holiwidget or pass "
+            "--notebook PATH"
+        )
+    env = dict(os.environ)
+    if args.model is not None:
+        env["HOLIWIDGET_MODEL"] = args.model
+    if args.weights is not None:
+        weights = Path(args.weights).expanduser()
+        env["HOLIWIDGET_WEIGHTS"] = str(weights.resolve()) if weights.exists() else args.weights
+    cmd = [
+        sys.executable,
+        "-m",
+        "jupyterlab",
+        notebook.relative_to(root).as_posix(),
+        f"--ServerApp.root_dir={root}",
+    ]
+    if args.port is not None:
+        cmd.append(f"--port={args.port}")
+    if args.ip is not None:
+        cmd.append(f"--ip={args.ip}")
+    if args.no_browser:
+        cmd.append("--no-browser")
+    log.info("running %s", " ".join(cmd))
+    return subprocess.call(cmd, env=env)
+
+
+# ---------------------------------------------------------------------------------------
 # the parser and main
 
 #: Subcommands: each adds its parser (with ``run`` set) to the subparsers action.
-_COMMANDS: list[Callable[[argparse._SubParsersAction], None]] = [_add_explain]
+_COMMANDS: list[Callable[[argparse._SubParsersAction], None]] = [_add_explain, _add_lab]
 
 
 def build_parser() -> argparse.ArgumentParser:

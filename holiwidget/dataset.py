@@ -130,10 +130,14 @@ def save_dataset(ds: xr.Dataset, path: str | os.PathLike) -> Path:
     tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
     try:
         part = tmp / out.name
-        if kind == "netcdf":
-            ds.to_netcdf(part, engine="h5netcdf", encoding=_string_encoding(ds))
-        else:
-            ds.to_zarr(part, mode="w", consolidated=False)
+        try:
+            if kind == "netcdf":
+                ds.to_netcdf(part, engine="h5netcdf", encoding=_string_encoding(ds))
+            else:
+                ds.to_zarr(part, mode="w", consolidated=False)
+        except (OSError, TypeError, ValueError) as exc:
+            first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+            raise HoliwidgetError(f"cannot write {out} ({first}); nothing was written") from None
         if out.is_dir() and not out.is_symlink():
             shutil.rmtree(out)
         os.replace(part, out)

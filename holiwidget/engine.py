@@ -120,8 +120,9 @@ def _run_group(
     methods: list[str],
     device: torch.device,
     progress: tqdm,
+    negative: set[str],
 ) -> tuple[_Captures, torch.Tensor, torch.Tensor]:
-    """All network passes for one group of images."""
+    """All network passes for one group of images (``negative``: layers already warned of)."""
     n, _, height, width = x.shape
     sizes = pyramid_sizes(height, width)
     pyramid = bool(PYRAMID_METHODS & set(methods))
@@ -153,7 +154,8 @@ def _run_group(
             for name in modules:
                 a = rec.activations[name]
                 g = rec.gradients.get(name)
-                if base and float(a.min()) < 0 and i0 == 0:
+                if base and name not in negative and float(a.min()) < 0:
+                    negative.add(name)
                     warnings.warn(
                         f"layer {name!r} has negative activations (min {float(a.min()):.3g}); "
                         "CAM methods assume non-negative (post-ReLU) outputs: explain a "
@@ -176,6 +178,18 @@ def _run_group(
                         chunks[0] if len(chunks) == 1 else torch.cat(chunks)
                     )
     return caps, logits_all, targets
+
+
+def _finite(fused: torch.Tensor, layer: str) -> torch.Tensor:
+    """Replace non-finite values (PGE's denominator can vanish on negative activations)."""
+    if bool(torch.isfinite(fused).all()):
+        return fused
+    warnings.warn(
+        f"Holistic-CAM at layer {layer!r} produced non-finite values (negative activations?); "
+        "they were set to 0: explain a post-activation layer instead",
+        stacklevel=5,
+    )
+    return torch.nan_to_num(fused, nan=0.0, posinf=0.0, neginf=0.0)
 
 
 def _group_maps(
@@ -214,8 +228,8 @@ def _group_maps(
                 natives, products, size, base_products=base_products, derived=_PGE
             )
             if holistic:
-                pha = fused[("w", "a")].cpu().numpy()
-                mf = based[("w", "a")].cpu().numpy()
+                pha = _finite(fused[("w", "a")], name).cpu().numpy()
+                mf = _finite(based[("w", "a")], name).cpu().numpy()
                 primary[i, li], fundamental[i, li] = pha, mf
                 out[i, methods.index("holistic"), li] = holistic_map(
                     pha, mf, params["threshold"], params["median"], params["box"]
@@ -294,6 +308,7 @@ def explain(
     param = next(model.parameters(), None)
     home = param.device if param is not None else torch.device("cpu")
     maps, prims, funds, logits, targets = [], [], [], [], []
+    negative: set[str] = set()
     bar = tqdm(total=n * passes, desc="explain", unit="pass", disable=not progress)
     try:
         model.to(dev)
@@ -302,7 +317,14 @@ def explain(
                 sub = slice(g0, min(g0 + group, n))
                 x = prep.tensor[sub].to(dev)
                 caps, lg, tg = _run_group(
-                    model, modules, x, given[sub] if given is not None else None, chosen, dev, bar
+                    model,
+                    modules,
+                    x,
+                    given[sub] if given is not None else None,
+                    chosen,
+                    dev,
+                    bar,
+                    negative,
                 )
                 m, p, f = _group_maps(caps, layer_names, chosen, size, params)
                 del caps

@@ -37,8 +37,8 @@ def pge_weights(activation: torch.Tensor, gradient: torch.Tensor) -> torch.Tenso
     g = torch.relu(gradient)
     g2 = g * g
     total = activation.sum(dim=(-2, -1), keepdim=True)
-    alpha = g2 / (2 * g2 + total * (g2 * g) + _EPS)
-    return alpha.mul_(g)
+    den = (g * total).add_(2).mul_(g2).add_(_EPS)  # 2 G+^2 + S_k G+^3 + eps
+    return g2.mul_(g).div_(den)  # alpha * G+ = G+^3 / den (0 where G+ == 0)
 
 
 def check_denoise_parameters(threshold: float, median: int, box: int) -> None:
