@@ -45,6 +45,7 @@ def build_dataset(
     logits: torch.Tensor,
     targets: torch.Tensor,
     model: nn.Module,
+    scale_used: np.ndarray | None = None,
     params: dict,
     device: str,
 ) -> xr.Dataset:
@@ -72,6 +73,10 @@ def build_dataset(
     if primary is not None:
         data["primary"] = (("image", "layer", "y", "x"), primary.astype(np.float32))
         data["fundamental"] = (("image", "layer", "y", "x"), fundamental.astype(np.float32))
+    if scale_used is not None:
+        sides = [s[0] for s in params["scales"]]
+        data["scale_used"] = (("image", "scale"), scale_used.astype(bool))
+        coords["scale"] = ("scale", np.array(sides, dtype=np.int32))
     info = model_info(model)
     ds = xr.Dataset(data, coords=coords)
     ds.attrs = {

@@ -81,6 +81,7 @@ class _Captures:
     """Per layer: the tensors each method needs, per scale (fundamental scale first)."""
 
     activations: dict[str, list[torch.Tensor]] = field(default_factory=dict)
+    used: list[torch.Tensor] = field(default_factory=list)  # per scale: (n,) bool, in the means
     gradients: dict[str, list[torch.Tensor]] = field(default_factory=dict)
 
 
@@ -121,6 +122,7 @@ def _run_group(
     device: torch.device,
     progress: tqdm,
     negative: set[str],
+    own_targets: bool = False,
 ) -> tuple[_Captures, torch.Tensor, torch.Tensor]:
     """All network passes for one group of images (``negative``: layers already warned of)."""
     n, _, height, width = x.shape
@@ -143,14 +145,12 @@ def _run_group(
         logit_parts = []
         for i0 in range(0, n, step):
             sub = slice(i0, min(i0 + step, n))
-            chooser = (
-                _chooser(given[sub] if given is not None else None)
-                if base
-                else _chooser(targets[sub])
-            )
-            rec = record_pass(model, modules, xs[sub], chooser, gradients=grads_needed)
             if base:
-                logit_parts.append((rec.logits, rec.targets))
+                chooser = _chooser(given[sub] if given is not None else None)
+            else:
+                chooser = _chooser(None if own_targets else targets[sub])
+            rec = record_pass(model, modules, xs[sub], chooser, gradients=grads_needed)
+            logit_parts.append((rec.logits, rec.targets))
             for name in modules:
                 a = rec.activations[name]
                 g = rec.gradients.get(name)
@@ -167,9 +167,11 @@ def _run_group(
                     parts[name]["g"].append(g)
             del rec
             progress.update(sub.stop - sub.start)
+        chosen = torch.cat([p[1] for p in logit_parts])
         if base:
             logits_all = torch.cat([p[0] for p in logit_parts])
-            targets = torch.cat([p[1] for p in logit_parts])
+            targets = chosen
+        caps.used.append((chosen == targets).cpu())
         for name in modules:
             for key, store in (("a", caps.activations), ("g", caps.gradients)):
                 chunks = parts[name][key]
@@ -178,6 +180,13 @@ def _run_group(
                         chunks[0] if len(chunks) == 1 else torch.cat(chunks)
                     )
     return caps, logits_all, targets
+
+
+def _ascending(used: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    """(n, scales) flags from the pass order (fundamental, then largest first) to ascending."""
+    sizes = pyramid_sizes(*size)
+    order = [sizes[0], *sorted(sizes[1:], reverse=True)]
+    return used[:, [order.index(s) for s in sizes]]
 
 
 def _finite(fused: torch.Tensor, layer: str) -> torch.Tensor:
@@ -217,7 +226,8 @@ def _group_maps(
         if not PYRAMID_METHODS & set(methods):
             continue
         for i in range(n):
-            natives = {"a": [t[i] for t in acts], "g": [t[i] for t in grads]}
+            keep = [s for s, used in enumerate(caps.used) if used[i]]
+            natives = {"a": [acts[s][i] for s in keep], "g": [grads[s][i] for s in keep]}
             products, base_products = [], []
             if holistic:
                 products.append(("w", "a"))
@@ -251,6 +261,7 @@ def explain(
     box: int = 91,
     device: str | torch.device = "auto",
     *,
+    scale_targets: str = "fixed",
     batch_size: int | None = None,
     progress: bool = False,
 ) -> xr.Dataset:
@@ -280,6 +291,11 @@ def explain(
         median: median kernel m of the low-pass wrap (odd).
         box: box kernel b of the low-pass wrap, the low-pass cutoff (odd).
         device: ``"auto"`` (CUDA, then MPS, then CPU) or a device.
+        scale_targets: ``"fixed"`` (default, as the paper's results): every pyramid scale
+            explains the target class. ``"own"``: each scale explains its own top-1 class and
+            a scale whose top-1 differs from the fundamental scale's is left out of the
+            means (the reference implementation's mode without a given class; needs
+            ``target=None``). ``scale_used`` in the result says which scales counted.
         batch_size: images whose captures are held at once (default: 4 on the CPU, 32 on
             an accelerator); memory is bounded by this, not by the number of images.
         progress: show a progress bar.
@@ -291,6 +307,10 @@ def explain(
         parameters, model, versions and device in ``attrs``.
     """
     chosen = parse_methods(methods)
+    if scale_targets not in ("fixed", "own"):
+        raise HoliwidgetError(f"scale_targets must be 'fixed' or 'own', got {scale_targets!r}")
+    if scale_targets == "own" and target is not None:
+        raise HoliwidgetError("scale_targets='own' explains each scale's top-1 class; drop target=")
     check_denoise_parameters(threshold, median, box)
     dev = resolve_device(device)
     prep = prepare_images(images)
@@ -309,6 +329,7 @@ def explain(
     home = param.device if param is not None else torch.device("cpu")
     maps, prims, funds, logits, targets = [], [], [], [], []
     negative: set[str] = set()
+    used: list[torch.Tensor] = []
     bar = tqdm(total=n * passes, desc="explain", unit="pass", disable=not progress)
     try:
         model.to(dev)
@@ -325,8 +346,10 @@ def explain(
                     dev,
                     bar,
                     negative,
+                    own_targets=scale_targets == "own",
                 )
                 m, p, f = _group_maps(caps, layer_names, chosen, size, params)
+                used.append(torch.stack(caps.used, dim=1))
                 del caps
                 maps.append(m)
                 prims.append(p)
@@ -348,6 +371,7 @@ def explain(
         layers=layer_names,
         logits=torch.cat(logits),
         targets=torch.cat(targets),
+        scale_used=_ascending(torch.cat(used).numpy(), size) if passes > 1 else None,
         model=model,
         params={
             **params,
@@ -357,6 +381,7 @@ def explain(
             "scales": [list(s) for s in pyramid_sizes(*size)] if passes > 1 else [list(size)],
             "input_size": list(size),
             "batch_size": group,
+            "scale_targets": scale_targets,
         },
         device=str(dev),
     )

@@ -664,3 +664,31 @@ def test_device_auto_is_cpu_here(tiny):
     ds = holiwidget.explain(tiny, tiny_image(), methods=("gradcam",), device="auto")
     assert ds.attrs["device"] == "cpu"
     assert next(tiny.parameters()).device.type == "cpu"
+
+
+class _SizeSwitch(nn.Module):
+    """Top-1 is class 0 for inputs up to 600 pixels wide and class 1 beyond."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.features = nn.Sequential(nn.Conv2d(3, 4, 3, padding=1), nn.ReLU())
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        s = self.features(x).mean(dim=(2, 3))
+        bonus = 10.0 if x.shape[-1] > 600 else -10.0
+        return torch.cat([s[:, :1], s[:, 1:2] + bonus], dim=1)
+
+
+def test_scale_targets_own_leaves_out_disagreeing_scales():
+    torch.manual_seed(0)
+    model = _SizeSwitch().eval()
+    own = holiwidget.explain(model, "coffee", layers="features", scale_targets="own")
+    fixed = holiwidget.explain(model, "coffee", layers="features")
+    assert list(own.scale.values) == [224, 324, 424, 524, 624, 724, 824, 924]
+    assert own.scale_used.values[0].tolist() == [True] * 4 + [False] * 4
+    assert fixed.scale_used.values.all()
+    assert int(own.target[0]) == int(fixed.target[0]) == 0
+    assert np.isfinite(own.attribution.values).all()
+    assert not np.allclose(own.primary.values, fixed.primary.values, rtol=1e-3, atol=0)
+    with pytest.raises(HoliwidgetError, match="drop target"):
+        holiwidget.explain(model, "coffee", layers="features", scale_targets="own", target=0)
