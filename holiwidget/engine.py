@@ -21,7 +21,7 @@ from .images import ImageInput, prepare_images
 from .layers import resolve_layers
 from .maps import finish_maps, minmax
 from .methods import GRADIENT_METHODS, METHODS, PYRAMID_METHODS, eigen, gradient
-from .methods.holistic import check_denoise_parameters, holistic_map, pge_weights
+from .methods.holistic import check_denoise_parameters, holistic_map, pge_from_totals
 from .resize import channel_products
 
 __all__ = ["PYRAMID_SIDES", "explain", "parse_methods", "pyramid_sizes"]
@@ -39,7 +39,7 @@ _PASS_PIXELS = {"cpu": 1, "default": 16 * 924 * 924}
 _GROUP = {"cpu": 4, "default": 32}
 
 # Holistic-CAM's PGE weights, computed chunk by chunk inside the fusion.
-_PGE = {"w": (pge_weights, ("a", "g"))}
+_PGE = {"w": (pge_from_totals, ("g", "s"))}
 
 _BASELINES = {
     "gradcam": gradient.gradcam,
@@ -225,9 +225,15 @@ def _group_maps(
                 out[:, mi, li] = finish_maps(eigen.eigencam(a0), size).cpu().numpy()
         if not PYRAMID_METHODS & set(methods):
             continue
+        # S_k of every scale, summed over the whole (channels-last) stack at once.
+        totals = [t.sum(dim=(2, 3), keepdim=True) for t in acts] if holistic else acts
         for i in range(n):
             keep = [s for s, used in enumerate(caps.used) if used[i]]
-            natives = {"a": [acts[s][i] for s in keep], "g": [grads[s][i] for s in keep]}
+            natives = {
+                "a": [acts[s][i] for s in keep],
+                "g": [grads[s][i] for s in keep],
+                "s": [totals[s][i] for s in keep],
+            }
             products, base_products = [], []
             if holistic:
                 products.append(("w", "a"))

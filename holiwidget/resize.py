@@ -79,24 +79,29 @@ def _bands(
 
 
 def _resize_columns(x: torch.Tensor, width: int) -> torch.Tensor:
-    """(C, h, w) -> (h, C, width): resize the last axis, rows moved to the front.
+    """(C, h, w) -> (h, width, C): resize the last axis; channels become the innermost axis.
 
-    Works on any memory layout of ``x`` without copying it first: the per-row matrices
-    (C x w) of a channels-last stack (as oneDNN produces) are column-major and go to the
-    matrix product as they are.
+    The per-row matrices (w x C) go to the matrix product as they lie in memory, whether
+    ``x`` is contiguous or channels-last (as oneDNN produces it): no copy first.
     """
-    rows = x.permute(1, 0, 2)  # (h, C, w), a view
+    rows = x.permute(1, 2, 0)  # (h, w, C), a view
     w = x.shape[-1]
     if w <= _DENSE_WIDTH:
-        return torch.matmul(rows, bilinear_matrix(w, width, device=x.device, dtype=x.dtype).T)
-    out = x.new_empty((x.shape[1], x.shape[0], width))
+        return torch.matmul(bilinear_matrix(w, width, device=x.device, dtype=x.dtype), rows)
+    out = x.new_empty((x.shape[1], width, x.shape[0]))
     for c0, c1, lo, hi, block in _bands(w, width, _COL_TILE, str(x.device), x.dtype):
-        out[:, :, c0:c1] = torch.matmul(rows[:, :, lo:hi], block.T)
+        out[:, c0:c1] = torch.matmul(block, rows[:, lo:hi])
     return out
 
 
+def _channel_dot(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """sum over the last (channel) axis of a * b; a matrix-vector product sums short axes fast."""
+    ones = a.new_ones(a.shape[-1])
+    return torch.mv((a * b).view(-1, a.shape[-1]), ones).view(a.shape[:-1])
+
+
 def _columns_all_scales(stacks: Sequence[torch.Tensor], width: int) -> list:
-    """Each scale's stack resized along the columns, as (h_s, n * width) matrices."""
+    """Each scale's stack resized along the columns, as (h_s, width * n) matrices."""
     return [_resize_columns(stack, width).reshape(stack.shape[1], -1) for stack in stacks]
 
 
@@ -152,7 +157,7 @@ def channel_products(
         base_products: pairs multiplied at the scale ``base_index`` alone.
         base_index: position of the base scale in every sequence of ``natives``.
         derived: name -> (function, input names): stacks computed per channel chunk from
-            other stacks, scale by scale, e.g. ``{"w": (pge_weights, ("a", "g"))}``. The
+            other stacks, scale by scale, e.g. ``{"w": (pge_from_totals, ("g", "s"))}``. The
             function must act on each channel independently; computing it chunk by chunk
             keeps the data in cache and never holds the whole derived stack.
 
@@ -194,7 +199,7 @@ def channel_products(
         cols = {n: _columns_all_scales(chunk_stacks[n], width) for n in names}
         del chunk_stacks
         for t, (r0, r1) in enumerate(tiles):
-            shape = (r1 - r0, k1 - k0, width)
+            shape = (r1 - r0, width, k1 - k0)
             bases: dict[str, torch.Tensor] = {}
             for n in sorted(based):
                 _, _, lo, hi, block = bands[n][base_index][t]
@@ -204,9 +209,9 @@ def channel_products(
                 for n in scaled
             }
             for a, b in products:
-                out[(a, b)][r0:r1] += (means[a] * means[b]).sum(1)
+                out[(a, b)][r0:r1] += _channel_dot(means[a], means[b])
             for a, b in base_products:
-                base_out[(a, b)][r0:r1] += (bases[a].view(shape) * bases[b].view(shape)).sum(1)
+                base_out[(a, b)][r0:r1] += _channel_dot(bases[a].view(shape), bases[b].view(shape))
     for a, b in products:
         out[(a, b)] /= len(shapes[a]) * len(shapes[b])
     return out, base_out

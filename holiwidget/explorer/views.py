@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import itertools
 import logging
+import warnings
 from collections.abc import Callable, Sequence
 
 import numpy as np
@@ -57,13 +58,15 @@ def new_figure(width: float, height: float, label: str, *, interactive: bool) ->
         from ipympl.backend_nbagg import Canvas, FigureManager
 
         canvas = Canvas(fig)
-        manager = FigureManager(canvas, next(_numbers))
+        with warnings.catch_warnings():
+            # ipympl's toolbar passes matplotlib's arguments on to traitlets (harmless).
+            warnings.filterwarnings("ignore", category=DeprecationWarning, module="traitlets")
+            manager = FigureManager(canvas, next(_numbers))
         manager.set_window_title(label)
         canvas.header_visible = False
         canvas.footer_visible = False
         canvas.toolbar_visible = False
         canvas.resizable = False
-        canvas.layout.width = "auto"
         canvas.layout.overflow = "hidden"
     else:
         FigureCanvasAgg(fig)

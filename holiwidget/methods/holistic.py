@@ -12,7 +12,13 @@ import torch
 
 from ..errors import HoliwidgetError
 
-__all__ = ["check_denoise_parameters", "holistic_map", "low_pass_wrap", "pge_weights"]
+__all__ = [
+    "check_denoise_parameters",
+    "holistic_map",
+    "low_pass_wrap",
+    "pge_from_totals",
+    "pge_weights",
+]
 
 _EPS = 1e-6
 
@@ -34,10 +40,14 @@ def pge_weights(activation: torch.Tensor, gradient: torch.Tensor) -> torch.Tenso
     Returns:
         W, same shape.
     """
+    return pge_from_totals(gradient, activation.sum(dim=(-2, -1), keepdim=True))
+
+
+def pge_from_totals(gradient: torch.Tensor, totals: torch.Tensor) -> torch.Tensor:
+    """:func:`pge_weights` from G and the per-channel spatial sums S_k (..., K, 1, 1) of A."""
     g = torch.relu(gradient)
     g2 = g * g
-    total = activation.sum(dim=(-2, -1), keepdim=True)
-    den = (g * total).add_(2).mul_(g2).add_(_EPS)  # 2 G+^2 + S_k G+^3 + eps
+    den = (g * totals).add_(2).mul_(g2).add_(_EPS)  # 2 G+^2 + S_k G+^3 + eps
     return g2.mul_(g).div_(den)  # alpha * G+ = G+^3 / den (0 where G+ == 0)
 
 
