@@ -339,6 +339,19 @@ class Explorer:
         self.status = W.HTML(value="")
         self.progress = W.IntProgress(value=0, min=0, max=1, description="", bar_style="")
         self.probe = W.HTML(value="<i>click a pixel of any map to probe it</i>")
+        for w, width in (
+            (self.image, "340px"),
+            (self.folder, "230px"),
+            (self.load_folder, "130px"),
+            (self.upload, "130px"),
+            (self.methods, "300px"),
+            (self.layers, "360px"),
+            (self.target, "420px"),
+            (self.search, "420px"),
+            (self.export_path, "360px"),
+            (self.curves_button, "180px"),
+        ):
+            w.layout.width = width
         for name, w in self.controls().items():
             w.add_class(f"holiwidget-{name.replace('_', '-')}")
             self._tooltips[id(w)] = w.tooltip or ""
@@ -359,22 +372,26 @@ class Explorer:
         canvases = self.views.canvases()
         for name, canvas in canvases.items():
             if isinstance(canvas, W.DOMWidget):
-                canvas.add_class(f"holiwidget-{name}")
-        box = W.Layout(margin="0 12px 0 0")
-        inputs = W.HBox(
+                canvas.add_class(f"holiwidget-view-{name}")
+
+        def row(children: list, **kw) -> W.HBox:
+            # Rows wrap on narrow screens instead of squeezing their widgets.
+            return W.HBox(children, layout=W.Layout(flex_flow="row wrap", **kw))
+
+        def column(children: list) -> W.VBox:
+            return W.VBox(children, layout=W.Layout(margin="0 16px 0 0", flex="0 0 auto"))
+
+        inputs = W.VBox(
             [
-                W.VBox(
-                    [self.image, W.HBox([self.folder, self.load_folder]), self.upload], layout=box
-                ),
-                W.VBox([self.target, self.search], layout=box),
-                self.methods,
-                self.layers,
+                row([self.image, self.folder, self.load_folder, self.upload]),
+                row([self.target, self.search]),
+                row([self.methods, self.layers]),
             ]
         )
-        controls = W.HBox(
+        controls = row(
             [
-                W.VBox([self.threshold, self.median, self.box, self.denoise], layout=box),
-                W.VBox([self.layer, self.method, self.opacity], layout=box),
+                column([self.threshold, self.median, self.box, self.denoise]),
+                column([self.layer, self.method, self.opacity]),
             ]
         )
 
@@ -382,16 +399,16 @@ class Explorer:
             canvas = canvases[name]
             return canvas if isinstance(canvas, W.Widget) else W.HTML(f"<i>{name}</i>")
 
-        views = W.HBox(
+        views = row(
             [
                 view("overlay"),
                 view("lpw"),
-                W.VBox([view("probe"), self.probe]),
-                W.VBox([view("curves"), self.curves_button]),
+                column([view("probe"), self.probe]),
+                column([view("curves"), self.curves_button]),
             ],
-            layout=W.Layout(flex_flow="row wrap"),
+            align_items="flex-start",
         )
-        export = W.HBox([self.export_path, self.save_dataset_button, self.save_figure_button])
+        export = row([self.export_path, self.save_dataset_button, self.save_figure_button])
         app = W.VBox(
             [
                 W.HTML("<b>holiwidget explorer</b>: Holistic-CAM at every depth"),

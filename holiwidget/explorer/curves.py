@@ -7,6 +7,7 @@ The explorer computes no metric of its own: when the metrics module (or its ``in
 from __future__ import annotations
 
 import importlib
+import inspect
 import logging
 from types import ModuleType
 
@@ -60,11 +61,50 @@ def compute_curves(
 
         raise HoliwidgetError(MISSING)
     x = prepare_images(np.asarray(rgb)).tensor[:1]
+    values = {
+        "model": model,
+        "images": x,
+        "saliency": np.asarray(saliency, dtype=np.float32)[None],
+        "targets": [int(target)],
+        "device": device,
+    }
     out = {}
     for name in ("insertion", "deletion"):
-        result = getattr(causal, name)(model, x, np.asarray(saliency)[None], [int(target)])
-        out[name] = _as_curve(result)
+        fn = getattr(causal, name)
+        args, kwargs = _bind(fn, values)
+        out[name] = _as_curve(fn(*args, **kwargs))
     return out
+
+
+# Parameter names the metric functions may use for each value the explorer passes.
+_ALIASES = {
+    "model": ("model", "net", "network", "classifier"),
+    "images": ("images", "image", "x", "inputs", "input", "tensor"),
+    "saliency": ("saliency", "saliencies", "maps", "map", "attribution", "attributions", "cam"),
+    "targets": ("targets", "target", "classes", "class_index", "labels", "label"),
+    "device": ("device",),
+}
+
+
+def _bind(fn: object, values: dict) -> tuple[list, dict]:
+    """Arguments for ``fn(model, images, saliency, targets[, device])`` by parameter name,
+    else by position."""
+    try:
+        params = inspect.signature(fn).parameters
+    except (TypeError, ValueError):
+        return [values[k] for k in ("model", "images", "saliency", "targets")], {}
+    kwargs = {}
+    for key, names in _ALIASES.items():
+        for pname in names:
+            if pname in params:
+                value = values[key]
+                if key == "targets" and pname in ("target", "class_index", "label"):
+                    value = value[0]
+                kwargs[pname] = value
+                break
+    if len([k for k in kwargs if k != "device"]) == 4:
+        return [], kwargs
+    return [values[k] for k in ("model", "images", "saliency", "targets")], {}
 
 
 def _as_curve(result: object) -> tuple[np.ndarray, np.ndarray, float]:

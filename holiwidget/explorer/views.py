@@ -68,6 +68,8 @@ def new_figure(width: float, height: float, label: str, *, interactive: bool) ->
         canvas.toolbar_visible = False
         canvas.resizable = False
         canvas.layout.overflow = "hidden"
+        canvas.layout.flex = "0 0 auto"
+        canvas.layout.margin = "0 8px 8px 0"
     else:
         FigureCanvasAgg(fig)
     return fig

@@ -1,0 +1,105 @@
+"""Explorer benchmark: kernel-side latency from a slider change to updated artists.
+
+Opens the explorer on MobileNetV2 (the shared ImageNet weights) with the four layers of its
+holistic stage at 224 x 224 and every method, then sets the denoising sliders the way a user
+would (``explorer.threshold.value = ...``) and times each change until the artists hold the
+new maps (re-denoising from the kept PHA, ``set_data`` on every view, ``draw_idle``). The
+browser's own rendering is not part of it; the Agg draw time of each view is reported beside.
+Prints one JSON object.
+
+    python benchmarks/explorer.py [--quick] [--shared ../shared]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+import holiwidget as hw
+
+REPO = Path(__file__).resolve().parents[1]
+TARGET_MS = 50.0
+
+
+def _summary(times: list[float]) -> dict:
+    ms = sorted(t * 1e3 for t in times)
+    return {
+        "n": len(ms),
+        "median_ms": round(statistics.median(ms), 2),
+        "p95_ms": round(ms[min(len(ms) - 1, int(0.95 * len(ms)))], 2),
+        "max_ms": round(ms[-1], 2),
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument(
+        "--shared",
+        type=Path,
+        default=Path(os.environ.get("HOLIWIDGET_SHARED", REPO.parent / "shared")),
+    )
+    parser.add_argument("--quick", action="store_true", help="fewer slider changes")
+    args = parser.parse_args()
+    torch.set_num_threads(1)
+
+    model = hw.load_model("mobilenet_v2", args.shared / "weights" / "mobilenet_v2-imagenet.pth")
+    t0 = time.perf_counter()
+    explorer = hw.Explorer(model, images=["chelsea"], layers="auto", methods="all")
+    ds = explorer.dataset
+    first_s = time.perf_counter() - t0
+    assert explorer.last_error is None, explorer.last_error
+    explorer.probe_at(112, 112)  # the probe follows every change too
+
+    rounds = 1 if args.quick else 3
+    changes = {
+        "threshold": [round(v, 2) for v in np.linspace(0.1, 0.9, 17)],
+        "median": [31, 41, 61, 71, 51],
+        "box": [61, 71, 111, 121, 91],
+        "denoise": [False, True],
+    }
+    timings: dict[str, list[float]] = {}
+    for _ in range(rounds):
+        for name, values in changes.items():
+            widget = getattr(explorer, name)
+            for value in values:
+                t = time.perf_counter()
+                widget.value = value
+                timings.setdefault(name, []).append(time.perf_counter() - t)
+                assert explorer.last_error is None, explorer.last_error
+    # The views hold the dataset's maps after the last change.
+    np.testing.assert_array_equal(
+        explorer.views.map_art.get_array(), explorer._ds["attribution"].values[0, 0, 0]
+    )
+    every = [t for ts in timings.values() for t in ts]
+    draws = {}
+    for name, fig in explorer.views.figures.items():
+        fig.canvas.draw()
+        t = time.perf_counter()
+        fig.canvas.draw()
+        draws[name] = round((time.perf_counter() - t) * 1e3, 1)
+
+    result = {
+        "model": "mobilenet_v2",
+        "layers": [str(v) for v in ds["layer"].values],
+        "methods": [str(v) for v in ds["cam"].values],
+        "size": [int(ds.sizes["y"]), int(ds.sizes["x"])],
+        "torch_threads": torch.get_num_threads(),
+        "first_maps_s": round(first_s, 2),
+        "slider_to_artists": {name: _summary(ts) for name, ts in timings.items()},
+        "all_changes": _summary(every),
+        "target_ms": TARGET_MS,
+        "within_target": max(every) * 1e3 <= TARGET_MS,
+        "agg_draw_ms_not_in_latency": draws,
+    }
+    print(json.dumps(result, indent=2))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,368 @@
+"""The explorer without a browser: set control values, simulate canvas clicks through
+matplotlib's event callbacks, and check the data and the artists' arrays."""
+
+from __future__ import annotations
+
+import datetime
+import io
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from matplotlib.backend_bases import MouseEvent
+from PIL import Image
+
+import holiwidget as hw
+from holiwidget import cli
+from holiwidget.explorer import Explorer
+from holiwidget.explorer.curves import MISSING, causal_module
+from holiwidget.explorer.state import PassCache, candidate_layers
+
+METHODS = ("holistic", "gradcam")
+
+
+@pytest.fixture(autouse=True)
+def _one_thread() -> None:
+    # Small models on a shared CPU: one thread avoids contention (runs after conftest's).
+    torch.set_num_threads(1)
+
+
+class PassCounter:
+    """Counts the model's forward passes (network passes) through a forward hook."""
+
+    def __init__(self, model: torch.nn.Module) -> None:
+        self.count = 0
+        self.handle = model.register_forward_hook(self._hook)
+
+    def _hook(self, *_: object) -> None:
+        self.count += 1
+
+
+@pytest.fixture
+def explorer(tiny) -> Explorer:
+    ex = Explorer(tiny, methods=METHODS)
+    ex.dataset  # noqa: B018 (computes the first maps)
+    assert ex.last_error is None, ex.last_error
+    return ex
+
+
+def click(ex: Explorer, fig, ax, x: float, y: float) -> None:
+    """A left click at data coordinates (x, y) of ``ax``, through the canvas's callbacks."""
+    px, py = ax.transData.transform((x, y))
+    event = MouseEvent("button_press_event", fig.canvas, px, py, button=1)
+    assert event.inaxes is ax
+    fig.canvas.callbacks.process("button_press_event", event)
+
+
+def maps(ex: Explorer):
+    ds = ex._ds
+    return ds["attribution"].values[0], ds["primary"].values[0], ds["fundamental"].values[0]
+
+
+def test_first_maps_fill_every_view(explorer: Explorer) -> None:
+    ex = explorer
+    ds = ex.dataset
+    assert ds["attribution"].shape == (1, 2, 3, 224, 224)
+    assert {"attribution", "primary", "fundamental", "input", "lpw"} <= set(ds.data_vars)
+    assert int(ds["target"].values[0]) == int(ds["top1"].values[0])
+    settings = json.loads(ds.attrs["explorer"])
+    assert settings["layer"] == "stage1" and settings["method"] == "holistic"
+    att = ds["attribution"].values[0]
+    np.testing.assert_array_equal(ex.views.map_art.get_array(), att[0, 0])
+    np.testing.assert_array_equal(ex.views.rgb_art.get_array(), ds["input"].values[0])
+    np.testing.assert_array_equal(ex.views.lpw_art.get_array(), ds["lpw"].values[0, 0])
+    for (li, mi), art in ex.views.grid_arts.items():
+        np.testing.assert_array_equal(art.get_array(), att[mi, li])
+    assert len(ex.views.grid_arts) == 6
+    # Target options: the top-5 predictions with probabilities; every class is searchable.
+    assert len(ex.target.options) == 5 and "%" in ex.target.options[0][0]
+    assert len(ex.search.options) == 10
+    assert "computed" in ex.status.value and ex.progress.bar_style == "success"
+
+
+def test_sliders_redenoise_from_kept_pha_in_place(explorer: Explorer, tiny) -> None:
+    ex = explorer
+    passes = PassCounter(tiny)
+    arts = [ex.views.map_art, ex.views.lpw_art, *ex.views.grid_arts.values()]
+    images_per_axes = [len(ax.images) for ax in ex.views.grid_axes.values()]
+    before = ex.views.map_art.get_array().copy()
+
+    ex.threshold.value = 0.2
+    ex.median.value = 31
+    ex.box.value = 61
+    att, prim, fund = maps(ex)
+    for li in range(3):
+        cam, lpw = hw.holistic_map(prim[li], fund[li], 0.2, 31, 61)
+        np.testing.assert_array_equal(att[0, li], cam)
+        np.testing.assert_array_equal(ex._ds["lpw"].values[0, li], lpw)
+        np.testing.assert_array_equal(ex.views.grid_arts[(li, 0)].get_array(), cam)
+    np.testing.assert_array_equal(ex.views.map_art.get_array(), att[0, 0])
+    np.testing.assert_array_equal(ex.views.lpw_art.get_array(), ex._ds["lpw"].values[0, 0])
+    assert not np.array_equal(before, ex.views.map_art.get_array())
+    params = json.loads(ex.dataset.attrs["parameters"])
+    assert (params["threshold"], params["median"], params["box"]) == (0.2, 31, 61)
+    assert "no network pass" in ex.status.value and ex.last_update_ms < 1000
+
+    # Holistic-CAM without denoising: the normalised PHA; the kernel sliders cannot act.
+    ex.denoise.value = False
+    np.testing.assert_array_equal(
+        ex.views.map_art.get_array(), hw.holistic_map(prim[0], fund[0], denoise=False)[0]
+    )
+    assert (ex.views.lpw_art.get_array() == 255).all()
+    assert ex.threshold.disabled and "denoising is off" in ex.threshold.tooltip
+    ex.denoise.value = True
+    assert not ex.threshold.disabled
+
+    assert passes.count == 0, "a slider ran a network pass"
+    assert [ex.views.map_art, ex.views.lpw_art, *ex.views.grid_arts.values()] == arts
+    assert [len(ax.images) for ax in ex.views.grid_axes.values()] == images_per_axes
+
+
+def test_even_kernel_is_made_odd_and_said(explorer: Explorer) -> None:
+    explorer.median.value = 40
+    assert explorer.median.value == 41
+    params = json.loads(explorer.dataset.attrs["parameters"])
+    assert params["median"] == 41
+
+
+def test_network_passes_are_cached(explorer: Explorer, tiny) -> None:
+    ex = explorer
+    passes = PassCounter(tiny)
+    first = ex.dataset["attribution"].values.copy()
+    ex.image.value = "sample:coffee"
+    assert passes.count == 1 + 8  # the top-5 forward pass, then the eight-scale pyramid
+    assert ex.dataset["image"].values[0] == "coffee"
+    ex.image.value = "sample:chelsea"
+    assert passes.count == 9 and "from the cache" in ex.status.value
+    np.testing.assert_array_equal(ex.dataset["attribution"].values, first)
+    # A subset of the computed layers or methods needs no pass either.
+    ex.layers.value = ("stage2",)
+    ex.methods.value = ("gradcam",)
+    assert passes.count == 9
+    assert list(ex.dataset["layer"].values) == ["stage2"]
+    assert list(ex.dataset["cam"].values) == ["gradcam"]
+    assert len(ex.views.grid_arts) == 1
+    # A method not computed yet runs the passes once for this (image, target, layers).
+    ex.layers.value = ("stage1", "stage2", "stage3")
+    ex.methods.value = ("holistic", "eigencam")
+    assert passes.count == 9 + 8
+    ex.methods.value = ("holistic", "gradcam", "eigencam")
+    assert passes.count == 17
+
+
+def test_clicking_a_map_makes_it_current_and_probes(explorer: Explorer) -> None:
+    ex = explorer
+    ax = ex.views.grid_axes[(2, 1)]
+    click(ex, ex.views.grid, ax, 30.2, 100.4)
+    assert (ex.layer.value, ex.method.value) == ("stage3", "gradcam")
+    att = ex._ds["attribution"].values[0]
+    np.testing.assert_array_equal(ex.views.map_art.get_array(), att[1, 2])
+    np.testing.assert_array_equal(ex.views.lpw_art.get_array(), ex._ds["lpw"].values[0, 2])
+    assert ax.spines["top"].get_linewidth() > 2
+    assert ex.views.grid_axes[(0, 0)].spines["top"].get_linewidth() < 1
+    # The probe: pixel (y 100, x 30) across layers and methods, crosshairs on every view.
+    np.testing.assert_array_equal(ex.probe_values.values, att[:, :, 100, 30])
+    for mi, line in enumerate(ex.views.probe_lines):
+        np.testing.assert_array_equal(line.get_ydata(), att[mi, :, 100, 30])
+    for h, v in [*ex.views.crosshairs, *ex.views._grid_cross]:
+        assert h.get_visible() and list(h.get_ydata()) == [100, 100]
+        assert list(v.get_xdata()) == [30, 30]
+    assert "pixel (y 100, x 30)" in ex.probe.value
+    assert json.loads(ex.dataset.attrs["explorer"])["probe"] == [100, 30]
+
+
+def test_clicking_the_overlay_probes_without_changing_the_map(explorer: Explorer) -> None:
+    ex = explorer
+    click(ex, ex.views.overlay, ex.views.overlay_ax, 10, 200)
+    assert (ex.layer.value, ex.method.value) == ("stage1", "holistic")
+    assert ex._probe == (200, 10)
+    click(ex, ex.views.lpw, ex.views.lpw_ax, 50, 60)
+    assert ex._probe == (60, 50)
+    # The probe follows the maps when the threshold moves.
+    before = ex.probe_values.values.copy()
+    ex.threshold.value = 0.1
+    after = ex.probe_values.values
+    np.testing.assert_array_equal(after[1], before[1])  # Grad-CAM does not depend on tau
+    np.testing.assert_array_equal(
+        ex.views.probe_lines[0].get_ydata(), ex._ds["attribution"].values[0, 0, :, 60, 50]
+    )
+
+
+def test_current_layer_method_and_opacity(explorer: Explorer) -> None:
+    ex = explorer
+    ex.layer.value = "stage2"
+    ex.method.value = "gradcam"
+    np.testing.assert_array_equal(
+        ex.views.map_art.get_array(), ex._ds["attribution"].values[0, 1, 1]
+    )
+    assert ex.views.probe_layer.get_xdata()[0] == 1
+    ex.opacity.value = 0.8
+    assert ex.views.map_art.get_alpha() == pytest.approx(0.8)
+
+
+def test_target_choice_and_search(explorer: Explorer, tiny) -> None:
+    ex = explorer
+    other = ex.target.options[1][1]
+    ex.target.value = other
+    assert int(ex.dataset["target"].values[0]) == other
+    ex.search.value = "class 7 (7)"
+    assert int(ex.dataset["target"].values[0]) == 7
+    assert 7 in [v for _, v in ex.target.options]
+    ex.search.value = "class"
+    assert ex.last_error is not None and "10 classes match" in ex.last_error
+    assert "error" in ex.status.value
+    ex.search.value = "zebra"
+    assert "no class name contains" in ex.last_error
+    assert int(ex.dataset["target"].values[0]) == 7
+    ex.search.value = "3"
+    assert int(ex.dataset["target"].values[0]) == 3 and ex.last_error is None
+
+
+def test_errors_show_in_the_app(explorer: Explorer, tmp_path: Path) -> None:
+    ex = explorer
+    ex.layers.value = ()
+    assert "select at least one layer" in ex.last_error and "error" in ex.status.value
+    assert ex.progress.bar_style == "danger"
+    ex.folder.value = str(tmp_path / "missing")
+    ex.load_folder.click()
+    assert "no such folder" in ex.last_error
+    with pytest.raises(hw.HoliwidgetError, match="outside"):
+        ex.probe_at(500, 3)
+
+
+def test_folder_and_upload_add_images(explorer: Explorer, tmp_path: Path) -> None:
+    ex = explorer
+    rng = np.random.default_rng(0)
+    for name in ("b.png", "a.jpg"):
+        Image.fromarray(rng.integers(0, 255, (40, 50, 3), dtype=np.uint8)).save(tmp_path / name)
+    (tmp_path / "notes.txt").write_text("not an image")
+    ex.folder.value = str(tmp_path)
+    ex.load_folder.click()
+    assert ex.last_error is None, ex.last_error
+    assert ex.image.value == f"file:{(tmp_path / 'a.jpg').resolve()}"
+    assert ex.dataset["image"].values[0] == "a"
+    labels = [label for label, _ in ex.image.options]
+    assert "file: b.png" in labels and "file: notes.txt" not in labels
+
+    png = io.BytesIO()
+    Image.new("RGB", (30, 20), "red").save(png, format="PNG")
+    ex.upload.value = (
+        {
+            "name": "red.png",
+            "type": "image/png",
+            "size": len(png.getvalue()),
+            "content": memoryview(png.getvalue()),
+            "last_modified": datetime.datetime.now(tz=datetime.timezone.utc),
+        },
+    )
+    assert ex.last_error is None, ex.last_error
+    assert ex.image.value.startswith("upload:")
+    assert (ex.dataset["input"].values[0, 100, 100] == (255, 0, 0)).all()
+
+
+def test_controls_are_disabled_while_passes_run(tiny) -> None:
+    ex = Explorer(tiny, methods=("gradcam",))
+    seen = []
+    handle = tiny.register_forward_hook(
+        lambda *_: seen.append((ex.threshold.disabled, ex.image.disabled, ex.progress.value))
+    )
+    ex.dataset  # noqa: B018
+    handle.remove()
+    assert seen and all(t and i for t, i, _ in seen)
+    # No Holistic-CAM: the denoising controls cannot act, and say why.
+    assert ex.threshold.disabled and "Holistic-CAM" in ex.threshold.tooltip
+    assert not ex.image.disabled
+
+
+def test_curves_button(explorer: Explorer) -> None:
+    ex = explorer
+    if causal_module() is None:
+        assert ex.curves_button.disabled and ex.curves_button.tooltip == MISSING
+        with pytest.raises(hw.HoliwidgetError, match="metrics"):
+            ex.compute_curves()
+    else:
+        assert not ex.curves_button.disabled
+        result = ex.compute_curves()
+        _, ys, auc = result["insertion"]
+        np.testing.assert_array_equal(ex.views.insertion_line.get_ydata(), ys)
+        assert "insertion" in ex.dataset.data_vars and 0 <= auc <= 1
+
+
+def test_export_and_browse_a_saved_dataset(explorer: Explorer, tmp_path: Path) -> None:
+    ex = explorer
+    ex.threshold.value = 0.3
+    ex.export_path.value = str(tmp_path / "state")
+    ex.save_dataset_button.click()
+    ex.save_figure_button.click()
+    assert ex.last_error is None, ex.last_error
+    with Image.open(tmp_path / "state.png") as img:
+        assert img.width > 600 and img.height > 400
+    saved = hw.open_dataset(tmp_path / "state.nc")
+    np.testing.assert_array_equal(saved["attribution"].values, ex._ds["attribution"].values)
+
+    # Browsing without a model: the saved parameters; network inputs disabled with a reason.
+    view = Explorer(dataset=tmp_path / "state.nc")
+    assert view.threshold.value == pytest.approx(0.3)
+    np.testing.assert_array_equal(view.dataset["attribution"].values, saved["attribution"].values)
+    for w in (view.target, view.folder, view.load_folder, view.upload, view.curves_button):
+        assert w.disabled and w.tooltip
+    assert view.target.options[0][1] == int(saved["target"].values[0])
+    view.threshold.value = 0.5
+    att, prim, fund = maps(view)
+    np.testing.assert_array_equal(att[0, 1], hw.holistic_map(prim[1], fund[1], 0.5, 51, 91)[0])
+    view.methods.value = ("gradcam",)
+    assert list(view.dataset["cam"].values) == ["gradcam"]
+
+
+def test_browse_several_images(tiny) -> None:
+    ds = hw.explain(tiny, ["chelsea", "rocket"], methods=("gradcam",), device="cpu")
+    view = Explorer(dataset=ds)
+    assert len(view.image.options) == 2 and not view.image.disabled
+    view.image.value = "dataset:rocket"
+    assert view.dataset["image"].values[0] == "rocket"
+    assert view.denoise.disabled and "no Holistic-CAM" in view.denoise.tooltip
+    with pytest.raises(hw.HoliwidgetError, match="not both or neither"):
+        Explorer(tiny, dataset=ds)
+
+
+def test_pass_cache_serves_subsets_and_is_bounded(tiny) -> None:
+    ds = hw.explain(tiny, "chelsea", methods=("holistic", "gradcam"), device="cpu")
+    layers = list(ds["layer"].values)
+    cache = PassCache(size=1)
+    cache.put("a", 1, layers, ds)
+    got = cache.get("a", 1, layers[1:], ["gradcam"])
+    assert list(got["layer"].values) == layers[1:] and list(got["cam"].values) == ["gradcam"]
+    got["attribution"].values[:] = 0  # a copy: the cached data stay
+    assert float(ds["attribution"].max()) > 0
+    assert cache.get("a", 2, layers, ["gradcam"]) is None
+    assert cache.get("a", 1, layers, ["eigencam"]) is None
+    cache.put("b", 1, layers, ds)
+    assert len(cache) == 1 and cache.get("a", 1, layers, ["gradcam"]) is None
+
+
+def test_candidate_layers_are_non_negative_outputs(tiny) -> None:
+    names = candidate_layers(tiny, ["stage2"])
+    assert names[-1] == "stage3" and "stage2" in names
+    assert "stage2.1" not in names  # batch norm before the in-place ReLU
+
+
+def test_lab_command_starts_jupyterlab_on_the_notebook(monkeypatch) -> None:
+    calls = []
+    monkeypatch.setattr(cli.subprocess, "call", lambda cmd, **kw: calls.append(cmd) or 0)
+    assert cli.main(["lab", "--port", "8899", "--no-browser"]) == 0
+    cmd = calls[0]
+    assert cmd[1:4] == ["-m", "jupyterlab", "notebooks/explorer.ipynb"]
+    assert "--port=8899" in cmd and "--no-browser" in cmd
+    assert any(c.startswith("--ServerApp.root_dir=") for c in cmd)
+
+
+def test_explorer_notebook_reads_the_weights_from_the_environment() -> None:
+    import nbformat
+
+    nb = nbformat.read(Path(cli.__file__).parents[1] / "notebooks" / "explorer.ipynb", 4)
+    params = [c for c in nb.cells if "parameters" in c.metadata.get("tags", [])]
+    assert params and 'os.environ.get("HOLIWIDGET_WEIGHTS", "DEFAULT")' in params[0].source
+    code = "\n".join(c.source for c in nb.cells if c.cell_type == "code")
+    assert "%matplotlib widget" in code and "hw.Explorer(" in code

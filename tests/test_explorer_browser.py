@@ -1,0 +1,253 @@
+"""The explorer in a real browser: JupyterLab, Debian's chromium driven by Playwright.
+
+The test starts JupyterLab on a free loopback port with a random token, runs
+notebooks/explorer.ipynb (MobileNetV2 with the shared weights, read from HOLIWIDGET_WEIGHTS),
+moves the threshold slider with the keyboard and checks that the fused view's pixels change,
+clicks a pixel and checks that the probe changes. Screenshots go to test-artifacts/.
+
+Without chromium the test is skipped, except in CI (``CI`` set), where it fails: .ci/run
+installs chromium when it is missing, and a browser that cannot start is a failure.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import secrets
+import shutil
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from PIL import Image, ImageChops, ImageStat
+
+REPO = Path(__file__).resolve().parents[1]
+NOTEBOOK = REPO / "notebooks" / "explorer.ipynb"
+ARTIFACTS = Path(os.environ.get("HOLIWIDGET_TEST_ARTIFACTS", REPO / "test-artifacts")) / "explorer"
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+]
+# Seconds: JupyterLab start, the first maps (a kernel, torch, eight network passes), a redraw.
+SERVER_S, FIRST_MAPS_S, REDRAW_S = 60, 150, 30
+
+OVERLAY = ".holiwidget-view-overlay .jupyter-matplotlib-canvas-div"
+PROBE_CANVAS = ".holiwidget-view-probe .jupyter-matplotlib-canvas-div"
+STATUS = ".holiwidget-status"
+PROBE = ".holiwidget-probe"
+
+
+def _chromium() -> str:
+    exe = shutil.which("chromium") or shutil.which("chromium-browser")
+    if exe is None:
+        message = "chromium is not installed (apt-get install chromium; .ci/run installs it)"
+        if os.environ.get("CI"):
+            pytest.fail(message)
+        pytest.skip(message)
+    return exe
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _settings(folder: Path) -> None:
+    """JupyterLab user settings for the test: no autosave (the notebook stays as it is), no
+    news pop-up."""
+    for plugin, values in {
+        "@jupyterlab/docmanager-extension/plugin": {"autosave": False},
+        "@jupyterlab/apputils-extension/notification": {
+            "fetchNews": "false",
+            "checkForUpdates": False,
+        },
+    }.items():
+        path = folder / f"{plugin}.jupyterlab-settings"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(values))
+
+
+@pytest.fixture
+def lab(tmp_path: Path, mobilenet_weights: Path) -> Iterator[str]:
+    """A JupyterLab server on the repository; yields the notebook's URL (with the token)."""
+    port, token = _free_port(), secrets.token_hex(16)
+    _settings(tmp_path / "settings")
+    env = {
+        **os.environ,
+        "HOLIWIDGET_WEIGHTS": str(mobilenet_weights),
+        "OMP_NUM_THREADS": "1",
+        "JUPYTERLAB_SETTINGS_DIR": str(tmp_path / "settings"),
+        "JUPYTERLAB_WORKSPACES_DIR": str(tmp_path / "workspaces"),
+        "JUPYTER_RUNTIME_DIR": str(tmp_path / "runtime"),
+        "JUPYTER_CONFIG_DIR": str(tmp_path / "config"),
+    }
+    cmd = [
+        sys.executable,
+        "-m",
+        "jupyterlab",
+        "--no-browser",
+        "--ip=127.0.0.1",
+        f"--port={port}",
+        f"--IdentityProvider.token={token}",
+        f"--ServerApp.root_dir={REPO}",
+    ]
+    if hasattr(os, "geteuid") and os.geteuid() == 0:
+        cmd.append("--allow-root")
+    original = NOTEBOOK.read_bytes()
+    checkpoints = NOTEBOOK.parent / ".ipynb_checkpoints"
+    had_checkpoints = checkpoints.exists()
+    log = (tmp_path / "jupyterlab.log").open("wb")
+    server = subprocess.Popen(cmd, env=env, stdout=log, stderr=subprocess.STDOUT)
+    try:
+        deadline = time.monotonic() + SERVER_S
+        while True:
+            try:
+                with urllib.request.urlopen(
+                    f"http://127.0.0.1:{port}/api/status?token={token}", timeout=2
+                ):
+                    break
+            except OSError:
+                if server.poll() is not None or time.monotonic() > deadline:
+                    log.flush()
+                    tail = (tmp_path / "jupyterlab.log").read_text(errors="replace")[-2000:]
+                    pytest.fail(f"JupyterLab did not start:\n{tail}")
+                time.sleep(0.3)
+        yield f"http://127.0.0.1:{port}/lab/tree/notebooks/explorer.ipynb?token={token}"
+    finally:
+        server.terminate()
+        try:
+            server.wait(15)
+        except subprocess.TimeoutExpired:
+            server.kill()
+            server.wait()
+        log.close()
+        # JupyterLab must leave the repository as it found it.
+        if NOTEBOOK.read_bytes() != original:
+            NOTEBOOK.write_bytes(original)
+        if not had_checkpoints:
+            shutil.rmtree(checkpoints, ignore_errors=True)
+
+
+def _shot(page, selector: str) -> Image.Image:
+    loc = page.locator(selector).first
+    loc.scroll_into_view_if_needed()
+    return Image.open(io.BytesIO(loc.screenshot())).convert("RGB")
+
+
+def _changed(before: Image.Image, after: Image.Image) -> float:
+    """Mean absolute pixel difference over the area both screenshots cover."""
+    box = (0, 0, min(before.width, after.width), min(before.height, after.height))
+    diff = ImageChops.difference(before.crop(box), after.crop(box))
+    return sum(ImageStat.Stat(diff).mean) / 3
+
+
+def _settled(page, selector: str) -> Image.Image:
+    """A view's screenshot once it is drawn (not blank) and no longer changing."""
+    deadline = time.monotonic() + REDRAW_S
+    previous = None
+    while True:
+        shot = _shot(page, selector)
+        drawn = max(ImageStat.Stat(shot).stddev) > 10
+        if drawn and previous is not None and _changed(previous, shot) == 0:
+            return shot
+        if time.monotonic() > deadline:
+            pytest.fail(f"{selector} was not drawn within {REDRAW_S} s")
+        previous = shot
+        time.sleep(0.5)
+
+
+def _wait_changed(page, selector: str, before: Image.Image) -> tuple[Image.Image, float]:
+    deadline = time.monotonic() + REDRAW_S
+    while True:
+        after = _shot(page, selector)
+        diff = _changed(before, after)
+        if diff > 0.5 or time.monotonic() > deadline:
+            return after, diff
+        time.sleep(0.3)
+
+
+def test_explorer_in_jupyterlab(lab: str) -> None:
+    from playwright.sync_api import sync_playwright
+
+    exe = _chromium()
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=exe, args=CHROMIUM_ARGS)
+        try:
+            page = browser.new_page(viewport={"width": 1600, "height": 1200})
+            page.goto(lab)
+            # The notebook's own cells are shown and its kernel has started.
+            page.wait_for_selector(
+                ".jp-NotebookPanel .jp-Cell:has-text('hw.Explorer(')", timeout=SERVER_S * 1000
+            )
+            page.wait_for_selector(
+                ".jp-StatusBar-TextItem:has-text('Idle')", timeout=SERVER_S * 1000
+            )
+            page.screenshot(path=str(ARTIFACTS / "1-notebook.png"))
+
+            # Run every cell (JupyterLab's Run menu).
+            page.locator(".lm-MenuBar-itemLabel", has_text="Run").first.click()
+            page.locator(".lm-Menu-itemLabel", has_text="Run All Cells").first.click()
+            page.wait_for_function(
+                "() => { const s = document.querySelector('.holiwidget-status');"
+                " return s && /computed|error/.test(s.textContent); }",
+                timeout=FIRST_MAPS_S * 1000,
+            )
+            status = page.locator(STATUS).first.text_content()
+            assert "computed" in status and "Egyptian cat" in status, status
+            before = _settled(page, OVERLAY)
+            before.save(ARTIFACTS / "overlay-0.5.png")
+            page.screenshot(path=str(ARTIFACTS / "2-explorer.png"))
+
+            # The threshold slider, by keyboard: 20 steps of 0.01 down from 0.5.
+            handle = page.locator(".holiwidget-threshold .noUi-handle").first
+            handle.scroll_into_view_if_needed()
+            handle.focus()
+            for _ in range(20):
+                page.keyboard.press("ArrowLeft")
+            page.wait_for_function(
+                "() => document.querySelector('.holiwidget-status').textContent.includes('τ 0.30')",
+                timeout=REDRAW_S * 1000,
+            )
+            status = page.locator(STATUS).first.text_content()
+            assert "no network pass" in status, status
+            after, diff = _wait_changed(page, OVERLAY, before)
+            after.save(ARTIFACTS / "overlay-0.3.png")
+            page.screenshot(path=str(ARTIFACTS / "3-threshold.png"))
+            assert diff > 0.5, "the fused view did not change after moving the threshold"
+
+            # A click on a pixel of the fused view: the probe shows that pixel.
+            probe_text = page.locator(PROBE).first.text_content()
+            assert "click a pixel" in probe_text
+            probe_before = _settled(page, PROBE_CANVAS)
+            box = page.locator(OVERLAY).first.bounding_box()
+            page.mouse.click(box["x"] + 0.45 * box["width"], box["y"] + 0.6 * box["height"])
+            page.wait_for_function(
+                "() => document.querySelector('.holiwidget-probe').textContent"
+                ".includes('pixel (y')",
+                timeout=REDRAW_S * 1000,
+            )
+            probe_text = page.locator(PROBE).first.text_content()
+            assert "Holistic-CAM" in probe_text and "features.18" in probe_text, probe_text
+            probe_after, probe_diff = _wait_changed(page, PROBE_CANVAS, probe_before)
+            probe_after.save(ARTIFACTS / "probe.png")
+            page.locator(PROBE).first.scroll_into_view_if_needed()
+            page.screenshot(path=str(ARTIFACTS / "4-probe.png"))
+            assert probe_diff > 0.5, "the probe's plot did not change after the click"
+            assert "error" not in page.locator(STATUS).first.text_content()
+            _settled(page, ".holiwidget-view-grid .jupyter-matplotlib-canvas-div").save(
+                ARTIFACTS / "grid.png"
+            )
+        finally:
+            browser.close()
