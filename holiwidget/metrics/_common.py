@@ -1,0 +1,180 @@
+"""Input checks and batched, gradient-free model evaluation shared by the metrics."""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator, Sequence
+
+import numpy as np
+import torch
+from torch import nn
+
+from ..capture import prepared
+from ..devices import resolve_device
+from ..errors import HoliwidgetError
+
+__all__ = [
+    "Evaluator",
+    "MapsLike",
+    "TargetLike",
+    "as_images",
+    "as_maps",
+    "as_targets",
+    "evaluation",
+]
+
+MapsLike = torch.Tensor | np.ndarray
+TargetLike = int | Sequence[int] | np.ndarray | torch.Tensor | None
+
+# Images per forward pass: small batches run fastest on a CPU (cache), large ones on a GPU.
+_BATCH = {"cpu": 8, "default": 64}
+
+
+def as_images(images: torch.Tensor) -> torch.Tensor:
+    """A normalised image tensor (3, H, W) or (N, 3, H, W) as float32 (N, 3, H, W)."""
+    if not isinstance(images, torch.Tensor):
+        raise HoliwidgetError(
+            f"images must be a normalised tensor (3, H, W) or (N, 3, H, W), got "
+            f"{type(images).__name__}; use holiwidget.images.prepare_images(...).tensor"
+        )
+    x = images.detach()
+    if x.dim() == 3:
+        x = x.unsqueeze(0)
+    if x.dim() != 4 or x.shape[1] != 3 or x.shape[0] == 0:
+        raise HoliwidgetError(
+            f"images must be (3, H, W) or (N, 3, H, W) with N >= 1, got {tuple(images.shape)}"
+        )
+    if not torch.is_floating_point(x) or not torch.isfinite(x).all():
+        raise HoliwidgetError("images must be finite floating-point tensors (ImageNet-normalised)")
+    return x.float()
+
+
+def as_maps(maps: MapsLike, images: torch.Tensor) -> torch.Tensor:
+    """Saliency maps (H, W) or (M, H, W) matching the images' size, as float32 (M, H, W)."""
+    if isinstance(maps, np.ndarray):
+        if not np.issubdtype(maps.dtype, np.number) or maps.dtype == bool:
+            raise HoliwidgetError(f"maps must be numeric, got dtype {maps.dtype}")
+        m = torch.from_numpy(np.ascontiguousarray(maps, dtype=np.float32))
+    elif isinstance(maps, torch.Tensor):
+        m = maps.detach().float().cpu()
+    else:
+        raise HoliwidgetError(
+            f"maps must be a torch tensor or numpy array (M, H, W), got {type(maps).__name__}"
+        )
+    if m.dim() == 2:
+        m = m.unsqueeze(0)
+    size = tuple(images.shape[-2:])
+    if m.dim() != 3 or tuple(m.shape[-2:]) != size or m.shape[0] == 0:
+        raise HoliwidgetError(
+            f"maps of shape {tuple(maps.shape)} do not match the images' {size[0]}x{size[1]}; "
+            f"give (H, W) or (M, H, W) maps at the input size"
+        )
+    if not torch.isfinite(m).all():
+        raise HoliwidgetError("maps contain NaN or infinite values; clean them first")
+    n_img, n_map = images.shape[0], m.shape[0]
+    if n_img not in (1, n_map) and n_map != 1:
+        raise HoliwidgetError(
+            f"{n_map} maps for {n_img} images; give one map per image, one image, or one map"
+        )
+    return m.contiguous()
+
+
+def pair_count(images: torch.Tensor, maps: torch.Tensor) -> int:
+    """How many (image, map) pairs the broadcast of images and maps makes."""
+    return max(images.shape[0], maps.shape[0])
+
+
+def pick(t: torch.Tensor, i: int) -> torch.Tensor:
+    """Element i of a batch that broadcasts (size 1 repeats)."""
+    return t[0] if t.shape[0] == 1 else t[i]
+
+
+def as_targets(target: TargetLike, count: int) -> torch.Tensor | None:
+    """One class index per pair, or None for the top-1 class of each image."""
+    if target is None:
+        return None
+    if isinstance(target, (torch.Tensor, np.ndarray)):
+        values = target.reshape(-1).tolist()
+    elif isinstance(target, (int, np.integer)) and not isinstance(target, bool):
+        values = [int(target)] * count
+    else:
+        values = list(target)  # type: ignore[arg-type]
+    if len(values) == 1 and count > 1:
+        values = values * count
+    if len(values) != count:
+        raise HoliwidgetError(f"{len(values)} targets for {count} maps; give one per map or one")
+
+    def is_index(v: object) -> bool:
+        if isinstance(v, bool):
+            return False
+        try:
+            f = float(v)  # type: ignore[arg-type]
+        except (TypeError, ValueError):
+            return False
+        return f.is_integer() and f >= 0
+
+    if not all(is_index(v) for v in values):
+        raise HoliwidgetError(f"targets must be non-negative class indices, got {values!r}")
+    return torch.tensor([int(v) for v in values], dtype=torch.long)
+
+
+class Evaluator:
+    """Softmax probabilities of chosen classes for batches of images, without gradients."""
+
+    def __init__(self, model: nn.Module, device: torch.device, batch_size: int) -> None:
+        self.model = model
+        self.device = device
+        self.batch_size = batch_size
+        self.classes: int | None = None
+
+    def logits(self, x: torch.Tensor) -> torch.Tensor:
+        """Logits (B, classes) of a batch; input channels-last (faster on oneDNN and cuDNN)."""
+        x = x.to(self.device, non_blocking=True).contiguous(memory_format=torch.channels_last)
+        out = self.model(x)
+        if out.dim() != 2:
+            raise HoliwidgetError(
+                f"the model returned shape {tuple(out.shape)}; metrics need logits (N, classes)"
+            )
+        self.classes = out.shape[1]
+        return out
+
+    def check(self, targets: torch.Tensor) -> None:
+        if self.classes is not None and int(targets.max()) >= self.classes:
+            raise HoliwidgetError(
+                f"target {int(targets.max())} is outside the model's {self.classes} classes"
+            )
+
+    def probabilities(self, x: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+        """p_c = softmax(logits)[c] for each row of x and its target, on the CPU (float32)."""
+        logits = self.logits(x)
+        self.check(targets)
+        probs = torch.softmax(logits.float(), dim=1)
+        return probs.gather(1, targets.to(probs.device)[:, None])[:, 0].cpu()
+
+    def top1(self, x: torch.Tensor) -> torch.Tensor:
+        out = []
+        for i in range(0, x.shape[0], self.batch_size):
+            out.append(self.logits(x[i : i + self.batch_size]).argmax(1).cpu())
+        return torch.cat(out)
+
+
+@contextlib.contextmanager
+def evaluation(
+    model: nn.Module, device: str | torch.device, batch_size: int | None
+) -> Iterator[Evaluator]:
+    """The model on the device, in evaluation mode with frozen parameters, under no_grad;
+    all put back afterwards."""
+    dev = resolve_device(device)
+    if batch_size is not None and (
+        isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1
+    ):
+        raise HoliwidgetError(f"batch_size must be a positive integer, got {batch_size!r}")
+    size = batch_size or _BATCH.get(dev.type, _BATCH["default"])
+    param = next(model.parameters(), None)
+    home = param.device if param is not None else torch.device("cpu")
+    try:
+        model.to(dev)
+        with prepared(model), torch.no_grad():
+            yield Evaluator(model, dev, size)
+    finally:
+        model.to(home)
