@@ -17,7 +17,6 @@ from PIL import Image
 import holiwidget as hw
 from holiwidget import cli
 from holiwidget.explorer import Explorer
-from holiwidget.explorer.curves import MISSING, causal_module
 from holiwidget.explorer.state import PassCache, candidate_layers
 
 METHODS = ("holistic", "gradcam")
@@ -278,16 +277,14 @@ def test_controls_are_disabled_while_passes_run(tiny) -> None:
 
 def test_curves_button(explorer: Explorer) -> None:
     ex = explorer
-    if causal_module() is None:
-        assert ex.curves_button.disabled and ex.curves_button.tooltip == MISSING
-        with pytest.raises(hw.HoliwidgetError, match="metrics"):
-            ex.compute_curves()
-    else:
-        assert not ex.curves_button.disabled
-        result = ex.compute_curves()
-        _, ys, auc = result["insertion"]
-        np.testing.assert_array_equal(ex.views.insertion_line.get_ydata(), ys)
-        assert "insertion" in ex.dataset.data_vars and 0 <= auc <= 1
+    assert not ex.curves_button.disabled
+    result = ex.compute_curves()
+    for kind in ("insertion", "deletion"):
+        xs, ys, auc = result[kind]
+        assert xs.shape == ys.shape == (225,) and xs[0] == 0 and xs[-1] == 1
+        assert 0 <= auc <= 1
+    np.testing.assert_array_equal(ex.views.insertion_line.get_ydata(), result["insertion"][1])
+    assert "insertion" in ex.dataset.data_vars
 
 
 def test_export_and_browse_a_saved_dataset(explorer: Explorer, tmp_path: Path) -> None:
