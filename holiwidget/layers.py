@@ -11,7 +11,7 @@ from torchvision import models as tvm
 
 from .errors import HoliwidgetError
 
-__all__ = ["holistic_stage", "resolve_layers"]
+__all__ = ["holistic_stage", "probe_outputs", "resolve_layers"]
 
 # Spec section 6: the post-ReLU6 expansion output of the last block of each resolution stage.
 _MOBILENET_V2 = ("features.3.conv.0", "features.6.conv.0", "features.13.conv.0", "features.18")
@@ -46,34 +46,50 @@ def holistic_stage(model: nn.Module, input_size: tuple[int, int] = (224, 224)) -
     return _stage_outputs(model, input_size)
 
 
-def _stage_outputs(model: nn.Module, input_size: tuple[int, int]) -> list[str]:
-    """Last non-negative 4-D output of each of the last four spatial resolutions."""
-    seen: list[tuple[str, tuple[int, int], bool]] = []
+def probe_outputs(
+    model: nn.Module, input_size: tuple[int, int] = (224, 224)
+) -> list[tuple[str, int, tuple[int, int], bool]]:
+    """One probe pass (a fixed random input) listing every named module's 4-D output.
+
+    Args:
+        model: the network; its modes are restored afterwards.
+        input_size: the input (H, W).
+
+    Returns:
+        ``(name, storage id, (h, w), non-negative)`` per call, in the order the calls
+        finished (a block after its last layer). Modules that share one output tensor (a
+        block and its last in-place activation) share the storage id.
+    """
+    seen: list[tuple[str, torch.Tensor, bool]] = []
 
     def hook_for(name: str):
         def hook(module: nn.Module, inputs: tuple, output: object) -> None:
-            if isinstance(output, torch.Tensor) and output.dim() == 4 and name:
-                seen.append((name, tuple(output.shape[-2:]), bool(output.min() >= 0)))
+            if isinstance(output, torch.Tensor) and output.dim() == 4:
+                # Kept alive until the pass ends, so that storage ids stay unique.
+                seen.append((name, output, bool(output.min() >= 0)))
 
         return hook
 
-    handles = [m.register_forward_hook(hook_for(n)) for n, m in model.named_modules()]
+    handles = [m.register_forward_hook(hook_for(n)) for n, m in model.named_modules() if n]
     param = next(model.parameters(), None)
     device = param.device if param is not None else torch.device("cpu")
     modes = [(m, m.training) for m in model.modules()]
+    generator = torch.Generator().manual_seed(0)
     try:
         model.eval()
         with torch.no_grad():
-            model(
-                torch.randn(1, 3, *input_size, generator=torch.Generator().manual_seed(0)).to(
-                    device
-                )
-            )
+            model(torch.randn(1, 3, *input_size, generator=generator).to(device))
     finally:
         for m, mode in modes:
             m.training = mode
         for h in handles:
             h.remove()
+    return [(n, t.data_ptr(), tuple(t.shape[-2:]), nonneg) for n, t, nonneg in seen]
+
+
+def _stage_outputs(model: nn.Module, input_size: tuple[int, int]) -> list[str]:
+    """Last non-negative 4-D output of each of the last four spatial resolutions."""
+    seen = [(name, hw, nonneg) for name, _, hw, nonneg in probe_outputs(model, input_size)]
     stages: dict[tuple[int, int], str] = {}
     for name, hw, nonneg in seen:
         if nonneg and min(hw) > 1:

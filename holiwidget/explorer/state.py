@@ -14,7 +14,7 @@ import json
 import logging
 import os
 from collections import OrderedDict
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -26,6 +26,7 @@ from torch import nn
 
 from ..errors import HoliwidgetError
 from ..images import prepare_images
+from ..layers import probe_outputs
 from ..methods import METHODS
 from ..methods.holistic import holistic_map
 from ..models import class_names
@@ -172,44 +173,16 @@ def candidate_layers(model: nn.Module, extra: Sequence[str] = ()) -> list[str]:
     always included).
     """
     order = {name: i for i, (name, _) in enumerate(model.named_modules())}
-    seen: dict[str, tuple[torch.Tensor, bool]] = {}
-
-    def hook_for(name: str) -> Callable:
-        def hook(module: nn.Module, inputs: tuple, output: object) -> None:
-            if (
-                isinstance(output, torch.Tensor)
-                and output.dim() == 4
-                and min(output.shape[-2:]) > 1
-            ):
-                # The tensor is kept alive so that its storage identifies it.
-                seen[name] = (output, bool(output.min() >= 0))
-
-        return hook
-
-    handles = [m.register_forward_hook(hook_for(n)) for n, m in model.named_modules() if n]
-    param = next(model.parameters(), None)
-    device = param.device if param is not None else torch.device("cpu")
-    modes = [(m, m.training) for m in model.modules()]
-    try:
-        model.eval()
-        with torch.no_grad():
-            model(
-                torch.randn(1, 3, 224, 224, generator=torch.Generator().manual_seed(0)).to(device)
-            )
-    finally:
-        for m, mode in modes:
-            m.training = mode
-        for h in handles:
-            h.remove()
+    # The last call of each module, as the engine records it.
+    seen = {name: (ptr, nonneg) for name, ptr, hw, nonneg in probe_outputs(model) if min(hw) > 1}
     # Modules sharing one tensor (in-place activations, a block and its last layer): the
     # name given in ``extra``, else the first one whose output was non-negative when its
     # hook ran (a batch norm before an in-place ReLU was not).
-    chosen: dict[int, str] = {seen[n][0].data_ptr(): n for n in extra if n in seen}
+    chosen: dict[int, str] = {seen[n][0]: n for n in extra if n in seen}
     for name in sorted(seen, key=order.__getitem__):
-        tensor, nonneg = seen[name]
-        if nonneg and tensor.data_ptr() not in chosen:
-            chosen[tensor.data_ptr()] = name
-    seen.clear()
+        ptr, nonneg = seen[name]
+        if nonneg and ptr not in chosen:
+            chosen[ptr] = name
     names = set(chosen.values()) | set(extra)
     return sorted(names, key=lambda n: order.get(n, len(order)))
 
