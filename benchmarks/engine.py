@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import resource
 import statistics
 import subprocess
@@ -23,11 +22,10 @@ from pathlib import Path
 import numpy as np
 import torch
 import torch.nn.functional as F
+from _shared import add_shared_argument
 
 import holiwidget as hw
 from holiwidget.engine import pyramid_sizes
-
-REPO = Path(__file__).resolve().parents[1]
 
 
 def _model(name: str, shared: Path) -> torch.nn.Module:
@@ -137,11 +135,7 @@ def _timings(model, x, layers, repeats: int) -> dict:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument(
-        "--shared",
-        type=Path,
-        default=Path(os.environ.get("HOLIWIDGET_SHARED", REPO.parent / "shared")),
-    )
+    add_shared_argument(parser)
     parser.add_argument("--quick", action="store_true", help="one repeat, no memory or batch runs")
     parser.add_argument("--child", nargs=2, metavar=("KIND", "CASE"), help=argparse.SUPPRESS)
     args = parser.parse_args()

@@ -14,17 +14,15 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import statistics
 import time
-from pathlib import Path
 
 import numpy as np
 import torch
+from _shared import add_shared_argument
 
 import holiwidget as hw
 
-REPO = Path(__file__).resolve().parents[1]
 TARGET_MS = 50.0
 
 
@@ -40,11 +38,7 @@ def _summary(times: list[float]) -> dict:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument(
-        "--shared",
-        type=Path,
-        default=Path(os.environ.get("HOLIWIDGET_SHARED", REPO.parent / "shared")),
-    )
+    add_shared_argument(parser)
     parser.add_argument("--quick", action="store_true", help="fewer slider changes")
     args = parser.parse_args()
     torch.set_num_threads(1)

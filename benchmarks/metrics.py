@@ -23,18 +23,16 @@ import argparse
 import json
 import os
 import time
-from pathlib import Path
 
 import numpy as np
 import torch
+from _shared import add_shared_argument
 
 import holiwidget as hw
 from holiwidget.images import prepare_images
 from holiwidget.metrics import causal, road
 from holiwidget.metrics._common import evaluation
 from holiwidget.metrics._nested import _plan
-
-REPO = Path(__file__).resolve().parents[1]
 
 
 def _clock() -> tuple[float, float]:
@@ -169,11 +167,7 @@ def bench_road(model, xs, cams, targets, repeats: int) -> dict:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument(
-        "--shared",
-        type=Path,
-        default=Path(os.environ.get("HOLIWIDGET_SHARED", REPO.parent / "shared")),
-    )
+    add_shared_argument(parser)
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument(
         "--threads", type=int, default=None, help="torch threads (default: torch's)"
