@@ -3,6 +3,7 @@
 The main entry points:
 
 - :func:`explain`: maps for several layers and methods, as an :class:`xarray.Dataset`.
+- :func:`evaluate`: Insertion, Deletion, Over-all, ROAD and EPG of every method on an image set.
 - :func:`load_model`: torchvision classifiers with pretrained, file or random weights.
 - :func:`holistic_map`: re-denoise a kept primary map with new parameters, no network pass.
 - :func:`save_dataset` / :func:`open_dataset`: netCDF or zarr, written atomically.
@@ -14,6 +15,7 @@ from __future__ import annotations
 from .dataset import open_dataset, save_dataset
 from .engine import explain, pyramid_sizes
 from .errors import HoliwidgetError
+from .evaluation import evaluate
 from .layers import holistic_stage
 from .methods import METHODS
 from .methods.holistic import holistic_map, low_pass_wrap
@@ -25,6 +27,7 @@ __all__ = [
     "SAMPLES",
     "Explorer",
     "HoliwidgetError",
+    "evaluate",
     "explain",
     "holistic_map",
     "holistic_stage",

@@ -3,7 +3,8 @@
 ::
 
     holiwidget explain IMAGE... --model NAME --output FILE.nc [--figure FILE.png] [...]
-    holiwidget lab [--model NAME] [--weights W] [--port N] [--no-browser]
+    holiwidget evaluate --images DIR --annotations CSV --model NAME --output RESULTS.zarr [...]
+    holiwidget lab [--model NAME] [--weights W] [--port N] [--no-browser] [-- JUPYTER_ARGS]
 
 Bad input is reported as one line ``holiwidget: error: <message>`` on stderr with exit
 status 2, never as a traceback. Outputs are written whole or not at all. Subcommands are
@@ -13,6 +14,7 @@ registered in :data:`_COMMANDS`; each adds its parser and names the function tha
 from __future__ import annotations
 
 import argparse
+import json
 import logging
 import os
 import subprocess
@@ -237,6 +239,128 @@ def _run_explain(args: argparse.Namespace) -> int:
 
 
 # ---------------------------------------------------------------------------------------
+# evaluate
+
+
+def _add_evaluate(commands: argparse._SubParsersAction) -> None:
+    p = commands.add_parser(
+        "evaluate",
+        help="score CAM methods on a labelled image set (Ins, Del, Over-all, ROAD, EPG)",
+        description=(
+            "Explain every image with every method at every layer, score each map with "
+            "Insertion, Deletion, Over-all, ROAD and the energy pointing game, and write the "
+            "per-image results (RESULTS.zarr) and a summary table (RESULTS-summary.md, "
+            ".csv). Interrupt and re-run the same command to resume."
+        ),
+    )
+    p.add_argument("--images", required=True, type=Path, help="folder of image files")
+    p.add_argument(
+        "--annotations",
+        required=True,
+        type=Path,
+        help="CSV with columns image, label[, width, height, x0, y0, x1, y1] (one row per box)",
+    )
+    p.add_argument("--model", required=True, help="torchvision model name, e.g. mobilenet_v2")
+    p.add_argument(
+        "--weights",
+        type=_weights,
+        default="DEFAULT",
+        help="DEFAULT, a torchvision weights name, a state_dict file (.pth), or none (random)",
+    )
+    p.add_argument("--layers", default="auto", help="auto (the holistic stage) or A,B,...")
+    p.add_argument("--methods", default="all", help="comma-separated methods or all (default)")
+    p.add_argument(
+        "--metrics",
+        default="all",
+        help="comma-separated: insertion, deletion, overall, road, epg; or all (default)",
+    )
+    p.add_argument(
+        "--target",
+        choices=("label", "predicted"),
+        default="label",
+        help="explain the annotated class (default) or the model's top-1 class",
+    )
+    p.add_argument("--limit", type=_positive_int, default=None, help="score the first N images")
+    p.add_argument(
+        "--step",
+        type=_positive_int,
+        default=224,
+        help="pixels per insertion/deletion step (224, the paper's, is the default)",
+    )
+    p.add_argument("--seed", type=int, default=0, help="seed of the ROAD noise (default 0)")
+    p.add_argument("--threshold", type=float, default=0.5, help="denoising threshold in (0, 1]")
+    p.add_argument("--median", type=int, default=51, help="median kernel (odd), default 51")
+    p.add_argument("--box", type=int, default=91, help="box kernel (odd), default 91")
+    p.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N or mps")
+    p.add_argument(
+        "--output", required=True, type=Path, help="results dataset: RESULTS.zarr (or .nc)"
+    )
+    where = p.add_mutually_exclusive_group()
+    where.add_argument(
+        "--workers", type=_positive_int, default=None, help="start a local dask cluster"
+    )
+    where.add_argument(
+        "--scheduler", default=None, help="use a running dask cluster (tcp://HOST:PORT)"
+    )
+    p.add_argument(
+        "--threads",
+        type=_positive_int,
+        default=1,
+        help="torch CPU threads per image (default 1: serial and cluster runs agree to the "
+        "bit; more speeds up a serial run)",
+    )
+    p.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+    _add_verbose(p, default=argparse.SUPPRESS)
+    p.set_defaults(run=_run_evaluate)
+
+
+def _run_evaluate(args: argparse.Namespace) -> int:
+    from .evaluation import evaluate, parse_metrics, summary_markdown, summary_paths
+
+    _check_dataset_path(args.output)
+    if not args.annotations.is_file():
+        raise HoliwidgetError(f"annotation file {args.annotations} not found; pass --annotations")
+    if not args.images.is_dir():
+        raise HoliwidgetError(f"image folder {args.images} not found; pass --images DIR")
+    parse_metrics(args.metrics)
+    parse_methods(args.methods)
+    check_denoise_parameters(args.threshold, args.median, args.box)
+    resolve_device(args.device)
+
+    log.info("loading %s (weights: %s)", args.model, args.weights)
+    model = load_model(args.model, args.weights)
+    results = evaluate(
+        model,
+        args.images,
+        args.annotations,
+        layers=args.layers,
+        methods=args.methods,
+        metrics=args.metrics,
+        target=args.target,
+        step=args.step,
+        seed=args.seed,
+        limit=args.limit,
+        threshold=args.threshold,
+        median=args.median,
+        box=args.box,
+        device=args.device,
+        output=args.output,
+        workers=args.workers,
+        scheduler=args.scheduler,
+        threads=args.threads,
+        progress=not args.no_progress,
+    )
+    print(summary_markdown(results))
+    skipped = json.loads(results.attrs["skipped"])
+    if skipped:
+        print(f"left out: {len(skipped)} image(s), listed with the reason in attrs['skipped']")
+    print(f"wrote {args.output}")
+    for path in summary_paths(args.output):
+        print(f"wrote {path}")
+    return 0
+
+
+# ---------------------------------------------------------------------------------------
 # lab
 
 #: The explorer notebook ``holiwidget lab`` opens (in a source checkout).
@@ -267,6 +391,12 @@ def _add_lab(commands: argparse._SubParsersAction) -> None:
     p.add_argument("--ip", default=None, help="server address (JupyterLab's default: localhost)")
     p.add_argument("--no-browser", action="store_true", help="do not open a web browser")
     _add_verbose(p, default=argparse.SUPPRESS)
+    p.add_argument(
+        "jupyter_args",
+        nargs=argparse.REMAINDER,
+        metavar="-- JUPYTER_ARGS",
+        help="after --, options passed to JupyterLab as they are (e.g. --IdentityProvider.token=T)",
+    )
     p.set_defaults(run=_run_lab)
 
 
@@ -300,6 +430,10 @@ def _run_lab(args: argparse.Namespace) -> int:
         cmd.append(f"--ip={args.ip}")
     if args.no_browser:
         cmd.append("--no-browser")
+    if hasattr(os, "geteuid") and os.geteuid() == 0:
+        cmd.append("--allow-root")  # containers and Binder-like hosts run as root
+    extra = list(args.jupyter_args)
+    cmd += extra[1:] if extra[:1] == ["--"] else extra
     log.info("running %s", " ".join(cmd))
     return subprocess.call(cmd, env=env)
 
@@ -308,7 +442,11 @@ def _run_lab(args: argparse.Namespace) -> int:
 # the parser and main
 
 #: Subcommands: each adds its parser (with ``run`` set) to the subparsers action.
-_COMMANDS: list[Callable[[argparse._SubParsersAction], None]] = [_add_explain, _add_lab]
+_COMMANDS: list[Callable[[argparse._SubParsersAction], None]] = [
+    _add_explain,
+    _add_evaluate,
+    _add_lab,
+]
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -18,12 +18,19 @@ from torch import nn
 from .errors import HoliwidgetError
 from .models import class_names, model_info
 
-__all__ = ["build_dataset", "dataset_format", "open_dataset", "save_dataset"]
+__all__ = [
+    "build_dataset",
+    "dataset_format",
+    "open_dataset",
+    "package_versions",
+    "save_dataset",
+]
 
 _PACKAGES = ("holiwidget", "torch", "torchvision", "numpy", "xarray", "opencv-python-headless")
 
 
-def _versions() -> dict[str, str]:
+def package_versions() -> dict[str, str]:
+    """Versions of Python and of the packages that shape the numbers, for a result's attrs."""
     out = {"python": platform.python_version()}
     for name in _PACKAGES:
         try:
@@ -84,7 +91,7 @@ def build_dataset(
         "model": info["model"] or "unknown",
         "weights": str(info["weights"]),
         "parameters": json.dumps(params, sort_keys=True),
-        "versions": json.dumps(_versions(), sort_keys=True),
+        "versions": json.dumps(package_versions(), sort_keys=True),
         "device": device,
         "method_reference": "Chen et al., Holistic-CAM, ACM MM 2024, doi:10.1145/3664647.3681707",
     }

@@ -3,27 +3,17 @@ subprocess (``python -m holiwidget``). No mocks: real MobileNetV2 weights from .
 
 from __future__ import annotations
 
-import contextlib
-import io
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+from clirun import run_cli
 from PIL import Image
 
 import holiwidget
-from holiwidget.cli import main
 
 CHELSEA_CLASS = 285  # "Egyptian cat" for the MobileNetV2 weights in ../shared
-
-
-def run_cli(argv: list[str]) -> tuple[int, str, str]:
-    """``main(argv)`` in-process, with its stdout and stderr captured."""
-    out, err = io.StringIO(), io.StringIO()
-    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
-        code = main([str(a) for a in argv])
-    return code, out.getvalue(), err.getvalue()
 
 
 @pytest.fixture(scope="module")

@@ -85,25 +85,18 @@ def lab(tmp_path: Path, mobilenet_weights: Path) -> Iterator[str]:
     _settings(tmp_path / "settings")
     env = {
         **os.environ,
-        "HOLIWIDGET_WEIGHTS": str(mobilenet_weights),
         "OMP_NUM_THREADS": "1",
         "JUPYTERLAB_SETTINGS_DIR": str(tmp_path / "settings"),
         "JUPYTERLAB_WORKSPACES_DIR": str(tmp_path / "workspaces"),
         "JUPYTER_RUNTIME_DIR": str(tmp_path / "runtime"),
         "JUPYTER_CONFIG_DIR": str(tmp_path / "config"),
     }
+    # The README's main job: `holiwidget lab` (here on a free port, with a known token).
     cmd = [
-        sys.executable,
-        "-m",
-        "jupyterlab",
-        "--no-browser",
-        "--ip=127.0.0.1",
-        f"--port={port}",
-        f"--IdentityProvider.token={token}",
-        f"--ServerApp.root_dir={REPO}",
+        *(sys.executable, "-m", "holiwidget", "lab", "--no-browser"),
+        *("--ip", "127.0.0.1", "--port", str(port), "--weights", str(mobilenet_weights)),
+        *("--", f"--IdentityProvider.token={token}"),
     ]
-    if hasattr(os, "geteuid") and os.geteuid() == 0:
-        cmd.append("--allow-root")
     original = NOTEBOOK.read_bytes()
     checkpoints = NOTEBOOK.parent / ".ipynb_checkpoints"
     had_checkpoints = checkpoints.exists()

@@ -22,6 +22,7 @@ from .pointing import (
     box_mask,
     centre_prior,
     centre_prior_epg,
+    clip_boxes,
     energy_pointing_game,
     read_annotations,
 )
@@ -40,6 +41,7 @@ __all__ = [
     "cascading_randomization",
     "centre_prior",
     "centre_prior_epg",
+    "clip_boxes",
     "deletion",
     "energy_pointing_game",
     "impute",

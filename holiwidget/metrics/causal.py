@@ -36,6 +36,8 @@ __all__ = [
     "CausalScores",
     "auc",
     "blur",
+    "check_step",
+    "curve_fractions",
     "deletion",
     "insertion",
     "insertion_deletion",
@@ -162,7 +164,15 @@ def ranking(maps: torch.Tensor) -> torch.Tensor:
     return ranks
 
 
-def _check_step(step: int) -> int:
+def curve_fractions(pixels: int, step: int) -> np.ndarray:
+    """The abscissae t_k = min(k * step, N) / N, k = 0..ceil(N / step), of a curve over N pixels."""
+    step = check_step(step)
+    changed = np.minimum(np.arange(math.ceil(pixels / step) + 1) * step, pixels)
+    return changed / pixels
+
+
+def check_step(step: int) -> int:
+    """The step as an int; a clear error unless it is a positive number of pixels."""
     if isinstance(step, bool) or not isinstance(step, (int, np.integer)) or step <= 0:
         raise HoliwidgetError(f"step must be a positive number of pixels, got {step!r}")
     return int(step)
@@ -180,14 +190,14 @@ def _curves(
 ) -> dict[str, CausalCurves]:
     x = as_images(images)
     m = as_maps(maps, x)
-    step = _check_step(step)
+    step = check_step(step)
     count = max(x.shape[0], m.shape[0])
     targets = as_targets(target, count)
     h, w = x.shape[-2:]
     pixels = h * w
-    steps = math.ceil(pixels / step)
+    fractions = curve_fractions(pixels, step)
+    steps = len(fractions) - 1
     changed = torch.clamp(torch.arange(steps + 1) * step, max=pixels)
-    fractions = (changed.double() / pixels).numpy()
     ranks = ranking(m)
     out: dict[str, np.ndarray] = {k: np.zeros((count, steps + 1)) for k in kinds}
     with evaluation(model, device, batch_size) as ev:

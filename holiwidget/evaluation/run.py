@@ -1,0 +1,324 @@
+"""Running an evaluation: serially, or spread over a dask.distributed cluster.
+
+Each image is one task (:func:`holiwidget.evaluation.scoring.score_image`); results come
+back to the calling process, which keeps each one on disk as it arrives (see
+:mod:`holiwidget.evaluation.store`). On a cluster the model is sent to every worker once.
+The numbers do not depend on how the run is spread: every image's ROAD noise has its own
+seed, and nothing else is random.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import pickle
+from collections.abc import Callable, Iterator, Sequence
+
+import torch
+import xarray as xr
+from torch import nn
+from tqdm.auto import tqdm
+
+from ..devices import resolve_device
+from ..engine import parse_methods
+from ..errors import HoliwidgetError
+from ..layers import resolve_layers
+from ..methods.holistic import check_denoise_parameters
+from ..metrics.causal import check_step
+from ..models import model_info
+from .inputs import AnnotationsLike, EvaluationItem, collect_inputs
+from .scoring import METRICS, TARGETS, ImageRecord, Protocol, model_fingerprint, score_image
+from .store import ResultStore, build_results
+from .summary import write_summary
+
+__all__ = ["evaluate", "parse_metrics"]
+
+log = logging.getLogger(__name__)
+
+
+def parse_metrics(metrics: str | Sequence[str]) -> list[str]:
+    """Metric names from ``"all"``, a comma-separated string or a sequence, in canonical order."""
+    if isinstance(metrics, str):
+        names = list(METRICS) if metrics.strip() == "all" else metrics.split(",")
+    else:
+        names = list(metrics)
+    names = [str(n).strip().lower() for n in names]
+    unknown = [n for n in names if n not in METRICS]
+    if unknown or not names:
+        raise HoliwidgetError(
+            f"unknown metric(s) {', '.join(unknown) or '(none given)'}; "
+            f"choose from {', '.join(METRICS)} or all"
+        )
+    return [m for m in METRICS if m in names]
+
+
+def evaluate(
+    model: nn.Module,
+    images: str | os.PathLike | Sequence[str | os.PathLike],
+    annotations: AnnotationsLike = None,
+    *,
+    layers: str | Sequence[str] = "auto",
+    methods: str | Sequence[str] = "all",
+    metrics: str | Sequence[str] = METRICS,
+    target: str | None = None,
+    step: int = 224,
+    seed: int = 0,
+    limit: int | None = None,
+    threshold: float = 0.5,
+    median: int = 51,
+    box: int = 91,
+    device: str | torch.device = "auto",
+    output: str | os.PathLike | None = None,
+    workers: int | None = None,
+    scheduler: str | None = None,
+    threads: int = 1,
+    progress: bool = False,
+) -> xr.Dataset:
+    """Score CAM methods on a set of images: Insertion, Deletion, Over-all, ROAD and EPG.
+
+    Every image is explained with every method at every layer (:func:`holiwidget.explain`);
+    each map is then scored. Per image and map::
+
+        insertion, deletion = AUC of p_c over the changed fraction (RISE; ``step`` pixels
+                              per step, blurred / zero substrate)
+        overall             = insertion - deletion
+        road                = (mean_p LeRF_p - mean_p MoRF_p) / 2, p = 10..90 %
+        epg                 = sum(L * boxes) / sum(L)
+
+    Args:
+        model: the classifier (e.g. from :func:`holiwidget.load_model`).
+        images: a folder of images, or a list of image files.
+        annotations: a CSV with columns image, label[, width, height, x0, y0, x1, y1] (the
+            layout of the shared ImageNet subset), its parsed dict, or None: then every image
+            explains its top-1 class and EPG is not available.
+        layers: ``"auto"`` (the holistic stage), names, or a comma-separated string.
+        methods: methods to compare, or ``"all"``.
+        metrics: any of insertion, deletion, overall, road, epg, or ``"all"``.
+        target: ``"label"`` (the annotated class; the default with annotations) or
+            ``"predicted"`` (the top-1 class; the default and only choice without).
+        step: pixels changed per insertion/deletion step (224 at 224 x 224 is the paper's).
+        seed: seed of the ROAD noise (each image's noise also depends on its name).
+        limit: score only the first ``limit`` images.
+        threshold, median, box: Holistic-CAM's denoising parameters.
+        device: ``"auto"`` (CUDA, MPS, CPU) or a device.
+        output: where to keep the results (``*.zarr`` or ``*.nc``); with it, finished images
+            are kept as they finish, a re-run resumes, and the summary is written beside
+            it (``*-summary.md``, ``*-summary.csv``).
+        workers: run on a new dask.distributed LocalCluster with this many workers.
+        scheduler: run on an existing dask.distributed cluster (its scheduler address).
+        threads: torch CPU threads per image, in this process or on each worker. CPU
+            numbers depend on it at float rounding, so the default (1) makes serial and
+            cluster runs agree to the bit; more threads speed up a serial run. Recorded in
+            ``attrs["threads"]``.
+        progress: show a progress bar with the time left.
+
+    Returns:
+        ``score`` (image, cam, layer, metric); ``insertion_curve`` and ``deletion_curve``
+        (image, cam, layer, step) over the coordinate ``fraction``; ``road_morf`` and
+        ``road_lerf`` (image, cam, layer, percentile); per-image coordinates label, target,
+        prediction, correct, probability, boxes, centre_prior_epg; in ``attrs`` the protocol,
+        the images left out and why (``skipped``), the mismatches between files and
+        annotations (``input_problems``) and the versions.
+    """
+    chosen_metrics = parse_metrics(metrics)
+    chosen_methods = parse_methods(methods)
+    target = target or ("label" if annotations is not None else "predicted")
+    if target not in TARGETS:
+        raise HoliwidgetError(f"target must be one of {', '.join(TARGETS)}, got {target!r}")
+    if annotations is None and (target == "label" or "epg" in chosen_metrics):
+        raise HoliwidgetError(
+            "labels and boxes come from annotations; pass annotations=CSV, or use "
+            "target='predicted' and leave out the epg metric"
+        )
+    step = check_step(step)
+    if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
+        raise HoliwidgetError(f"seed must be a non-negative integer, got {seed!r}")
+    check_denoise_parameters(threshold, median, box)
+    if workers is not None and scheduler is not None:
+        raise HoliwidgetError("give workers or scheduler, not both")
+    for name, value in (("workers", workers), ("threads", threads)):
+        if value is not None and (
+            isinstance(value, bool) or not isinstance(value, int) or value < 1
+        ):
+            raise HoliwidgetError(f"{name} must be a positive integer, got {value!r}")
+    resolve_device(device)
+    if output is not None:
+        from ..dataset import dataset_format
+
+        dataset_format(output)
+
+    inputs = collect_inputs(images, annotations, limit)
+    for problem in inputs.problems:
+        log.warning("%s", problem)
+    layer_names = list(resolve_layers(model, layers))
+    info = model_info(model)
+    protocol = Protocol(
+        model=str(info["model"]),
+        weights=str(info["weights"]),
+        fingerprint=model_fingerprint(model),
+        layers=tuple(layer_names),
+        methods=tuple(chosen_methods),
+        metrics=tuple(chosen_metrics),
+        target=target,
+        step=step,
+        seed=seed,
+        threshold=float(threshold),
+        median=int(median),
+        box=int(box),
+    )
+
+    store = ResultStore(output, protocol) if output is not None else None
+    done = store.load() if store is not None else {}
+    wanted = {item.image for item in inputs.items}
+    done = {k: v for k, v in done.items() if k in wanted}
+    todo = [item for item in inputs.items if item.image not in done]
+    if done:
+        log.info("resuming: %d of %d images already scored", len(done), len(inputs.items))
+
+    bar = tqdm(
+        total=len(inputs.items),
+        initial=len(done),
+        desc="evaluate",
+        unit="image",
+        disable=not progress,
+    )
+
+    def keep(record: ImageRecord) -> None:
+        if store is not None:
+            store.add(record)
+        done[record.image] = record
+        for note in record.notes:
+            log.info("%s", note)
+        if record.error is not None:
+            log.warning("%s left out: %s", record.image, record.error)
+        bar.update()
+
+    try:
+        if todo:
+            runner = _serial if workers is None and scheduler is None else _distributed
+            runner(
+                model,
+                todo,
+                protocol,
+                device,
+                keep,
+                threads=threads,
+                workers=workers,
+                scheduler=scheduler,
+            )
+    finally:
+        bar.close()
+
+    ordered = [done[item.image] for item in inputs.items]
+    skipped = {r.image: r.error for r in ordered if r.error is not None}
+    results = build_results(
+        [r for r in ordered if r.error is None], protocol, skipped, inputs.problems
+    )
+    results.attrs["threads"] = threads
+    if store is not None:
+        store.finish(results)
+        write_summary(results, output)
+    return results
+
+
+def _serial(
+    model: nn.Module,
+    todo: list[EvaluationItem],
+    protocol: Protocol,
+    device: str | torch.device,
+    keep: Callable[[ImageRecord], None],
+    *,
+    threads: int,
+    **_: object,
+) -> None:
+    for item in todo:
+        keep(score_image(model, item, protocol, device, threads))
+
+
+@contextlib.contextmanager
+def _client(workers: int | None, scheduler: str | None) -> Iterator[object]:
+    try:
+        import dask
+        from distributed import Client, LocalCluster
+    except ImportError:  # pragma: no cover - a dependency of holiwidget
+        raise HoliwidgetError(
+            "dask.distributed is not installed; pip install distributed"
+        ) from None
+    if scheduler is not None:
+        try:
+            client = Client(scheduler, timeout="10s")
+        except (OSError, TimeoutError, ValueError) as exc:
+            raise HoliwidgetError(
+                f"cannot reach the dask scheduler at {scheduler} ({type(exc).__name__}); "
+                "check the address (tcp://HOST:PORT) and that the scheduler runs"
+            ) from None
+        with client:
+            yield client
+        return
+    # Dask's workers trim the heap eagerly (MALLOC_TRIM_THRESHOLD_); with torch's large,
+    # short-lived tensors that makes them up to twice as slow: spawn them without it.
+    environ = dict(dask.config.get("distributed.nanny.pre-spawn-environ", {}))
+    environ.pop("MALLOC_TRIM_THRESHOLD_", None)
+    with (
+        dask.config.set({"distributed.nanny.pre-spawn-environ": environ}),
+        LocalCluster(
+            n_workers=workers,
+            threads_per_worker=1,
+            processes=True,
+            dashboard_address=None,
+        ) as cluster,
+        Client(cluster) as client,
+    ):
+        yield client
+
+
+#: Models unpickled in this (worker) process, by fingerprint.
+_WORKER_MODELS: dict[str, nn.Module] = {}
+
+
+def _score_on_worker(
+    blob: bytes,
+    fingerprint: str,
+    item: EvaluationItem,
+    protocol: Protocol,
+    device: str | torch.device,
+    threads: int,
+) -> ImageRecord:
+    model = _WORKER_MODELS.get(fingerprint)
+    if model is None:
+        _WORKER_MODELS.clear()
+        model = _WORKER_MODELS[fingerprint] = pickle.loads(blob)
+    return score_image(model, item, protocol, device, threads)
+
+
+def _distributed(
+    model: nn.Module,
+    todo: list[EvaluationItem],
+    protocol: Protocol,
+    device: str | torch.device,
+    keep: Callable[[ImageRecord], None],
+    *,
+    threads: int,
+    workers: int | None,
+    scheduler: str | None,
+) -> None:
+    from distributed import as_completed
+
+    with _client(workers, scheduler) as client:
+        # The model travels pickled (dask's own tensor serialisation drops the module's
+        # hook dictionaries), once per worker, and is unpickled once per worker process.
+        blob = client.scatter(pickle.dumps(model), broadcast=True)
+        futures = [
+            client.submit(
+                _score_on_worker,
+                *(blob, protocol.fingerprint, item, protocol, device, threads),
+                pure=False,
+            )
+            for item in todo
+        ]
+        try:
+            for future in as_completed(futures):
+                keep(future.result())
+        finally:
+            client.cancel(futures)
