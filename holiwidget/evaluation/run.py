@@ -196,8 +196,7 @@ def evaluate(
 
     try:
         if todo:
-            runner = _serial if workers is None and scheduler is None else _distributed
-            runner(
+            _score_all(
                 model,
                 todo,
                 protocol,
@@ -220,20 +219,6 @@ def evaluate(
         store.finish(results)
         write_summary(results, output)
     return results
-
-
-def _serial(
-    model: nn.Module,
-    todo: list[EvaluationItem],
-    protocol: Protocol,
-    device: str | torch.device,
-    keep: Callable[[ImageRecord], None],
-    *,
-    threads: int,
-    **_: object,
-) -> None:
-    for item in todo:
-        keep(score_image(model, item, protocol, device, threads))
 
 
 @contextlib.contextmanager
@@ -292,7 +277,7 @@ def _score_on_worker(
     return score_image(model, item, protocol, device, threads)
 
 
-def _distributed(
+def _score_all(
     model: nn.Module,
     todo: list[EvaluationItem],
     protocol: Protocol,
@@ -303,6 +288,11 @@ def _distributed(
     workers: int | None,
     scheduler: str | None,
 ) -> None:
+    """Score the images here, one after the other, or on a cluster; ``keep`` each record."""
+    if workers is None and scheduler is None:
+        for item in todo:
+            keep(score_image(model, item, protocol, device, threads))
+        return
     from distributed import as_completed
 
     with _client(workers, scheduler) as client:
