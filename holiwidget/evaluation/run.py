@@ -206,6 +206,15 @@ def evaluate(
                 workers=workers,
                 scheduler=scheduler,
             )
+    except KeyboardInterrupt:
+        if store is not None:
+            log.warning(
+                "interrupted: %d of %d images kept in %s; run the same command again to resume",
+                len(done),
+                len(inputs.items),
+                store.partial,
+            )
+        raise
     finally:
         bar.close()
 
