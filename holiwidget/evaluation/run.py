@@ -20,6 +20,7 @@ import xarray as xr
 from torch import nn
 from tqdm.auto import tqdm
 
+from ..dataset import dataset_format
 from ..devices import resolve_device
 from ..engine import parse_methods
 from ..errors import HoliwidgetError
@@ -144,8 +145,6 @@ def evaluate(
             raise HoliwidgetError(f"{name} must be a positive integer, got {value!r}")
     resolve_device(device)
     if output is not None:
-        from ..dataset import dataset_format
-
         dataset_format(output)
 
     inputs = collect_inputs(images, annotations, limit)
