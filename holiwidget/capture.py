@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import warnings
+import weakref
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 
@@ -79,10 +80,13 @@ def record_pass(
 ) -> PassRecord:
     """Run one forward (and, if asked, one backward) pass recording the given layers.
 
-    Each hooked module hands the rest of the network a copy of its output, so in-place
-    operations downstream (``ReLU(inplace=True)``, ``out += identity``) change neither the
-    recorded values nor the gradients. A module called several times in one forward pass is
-    recorded at its last call. Hooks are removed even when the pass raises.
+    A recorded output goes on through the network as it is, unless an operation downstream
+    changes it in place (``ReLU(inplace=True)``, ``out += identity``): the pass notices that
+    from the tensor's version counter (or from autograd's refusal to modify a leaf), runs again
+    with a copy handed downstream instead, and remembers the module, so that recorded values
+    and gradients are always those of the layer's own output. A module called several times
+    in one forward pass is recorded at its last call. Hooks are removed even when the pass
+    raises.
 
     Args:
         model: a model inside :func:`prepared`.
@@ -94,10 +98,39 @@ def record_pass(
     Returns:
         The recorded logits, targets, activations and gradients.
     """
+    while True:
+        try:
+            return _record(model, layers, x, choose_targets, gradients)
+        except _ChangedInPlaceError as changed:
+            for name in changed.names:
+                log.debug("layer %r is changed in place downstream: it is copied", name)
+                _COPY_OUTPUT.add(layers[name])
+
+
+# Modules whose output an operation downstream changes in place: handed on as a copy.
+_COPY_OUTPUT: weakref.WeakSet[nn.Module] = weakref.WeakSet()
+
+
+class _ChangedInPlaceError(Exception):
+    def __init__(self, names: list[str]) -> None:
+        super().__init__(", ".join(names))
+        self.names = names
+
+
+def _record(
+    model: nn.Module,
+    layers: Mapping[str, nn.Module],
+    x: torch.Tensor,
+    choose_targets: Callable[[torch.Tensor], torch.Tensor],
+    gradients: bool,
+) -> PassRecord:
+    """One pass of :func:`record_pass`; raises :class:`_ChangedInPlaceError` for shared outputs."""
     outputs: dict[str, torch.Tensor] = {}
+    versions: dict[str, int] = {}
+    leaves: set[str] = set()
     calls: dict[str, int] = dict.fromkeys(layers, 0)
 
-    def hook_for(name: str) -> Callable:
+    def hook_for(name: str, copy: bool) -> Callable:
         def hook(module: nn.Module, inputs: tuple, output: object) -> torch.Tensor:
             if not isinstance(output, torch.Tensor) or output.dim() != 4:
                 raise HoliwidgetError(
@@ -107,15 +140,33 @@ def record_pass(
             calls[name] += 1
             if gradients and not output.requires_grad:
                 output = output.detach().requires_grad_(True)
+                leaves.add(name)
             outputs[name] = output
-            return output.clone()
+            if copy:
+                return output.clone()
+            versions[name] = output._version
+            return output
 
         return hook
 
-    handles = [module.register_forward_hook(hook_for(name)) for name, module in layers.items()]
+    handles = [
+        module.register_forward_hook(hook_for(name, module in _COPY_OUTPUT))
+        for name, module in layers.items()
+    ]
     try:
         with torch.enable_grad() if gradients else torch.no_grad():
-            logits = model(x)
+            try:
+                logits = model(x)
+            except RuntimeError as error:
+                # autograd refuses to change a leaf that requires grad in place: which of the
+                # shared leaves it was, the message does not say
+                shared = sorted(leaves & set(versions))
+                if shared and "in-place" in str(error):
+                    raise _ChangedInPlaceError(shared) from error
+                raise
+            changed = [n for n, v in versions.items() if outputs[n]._version != v]
+            if changed:
+                raise _ChangedInPlaceError(changed)
             if not isinstance(logits, torch.Tensor) or logits.dim() != 2:
                 raise HoliwidgetError(
                     "the model must return class scores of shape (N, classes); "
@@ -138,7 +189,7 @@ def record_pass(
         if n > 1:
             warnings.warn(
                 f"layer {name!r} ran {n} times in one forward pass; its last call is explained",
-                stacklevel=3,
+                stacklevel=4,
             )
     acts = {name: out.detach() for name, out in outputs.items()}
     return PassRecord(logits.detach(), targets, acts, grads)

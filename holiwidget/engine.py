@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 import warnings
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -78,11 +78,22 @@ def parse_methods(methods: str | Sequence[str]) -> list[str]:
 
 @dataclass
 class _Captures:
-    """Per layer: the tensors each method needs, per scale (fundamental scale first)."""
+    """Per layer: the tensors each method needs, per scale (fundamental scale first).
+
+    Layers whose natives outnumber the output pixels (shallow layers: ResNet-50's layer1 holds
+    3.8 native pixels per input pixel over the eight scales) are not kept per scale: their
+    upsampled stacks are summed over the scales as the passes arrive (``sums``), which holds
+    K x H x W per stack instead of the natives' 3.8 times as much; ``activations`` and
+    ``gradients`` then hold the fundamental scale alone, for the single-scale baselines.
+    """
 
     activations: dict[str, list[torch.Tensor]] = field(default_factory=dict)
     used: list[torch.Tensor] = field(default_factory=list)  # per scale: (n,) bool, in the means
     gradients: dict[str, list[torch.Tensor]] = field(default_factory=dict)
+    # layer -> stack ("w": PGE, "a", "g") -> (n, K, H, W) sum over the used scales of up(stack)
+    sums: dict[str, dict[str, torch.Tensor]] = field(default_factory=dict)
+    # layer -> (n, H, W) fundamental-scale map M_f of the summed layers
+    fundamental: dict[str, torch.Tensor] = field(default_factory=dict)
 
 
 def _targets_from(target: int | Sequence[int] | None, n: int) -> torch.Tensor | None:
@@ -151,9 +162,16 @@ def _run_group(
                 chooser = _chooser(None if own_targets else targets[sub])
             rec = record_pass(model, modules, xs[sub], chooser, gradients=grads_needed)
             logit_parts.append((rec.logits, rec.targets))
+            if base and pyramid:
+                summed = _summed_layers(rec.activations, sizes)
+            used = None if base or not own_targets else rec.targets == targets[sub]
             for name in modules:
                 a = rec.activations[name]
                 g = rec.gradients.get(name)
+                if pyramid and name in summed:
+                    _accumulate(caps, name, a, g, methods, n, sub, used, (height, width), base)
+                    if not base:
+                        continue
                 if base and name not in negative and float(a.min()) < 0:
                     negative.add(name)
                     warnings.warn(
@@ -179,7 +197,94 @@ def _run_group(
                     store.setdefault(name, []).append(
                         chunks[0] if len(chunks) == 1 else torch.cat(chunks)
                     )
+    _add_fundamental(caps, methods, (height, width))
     return caps, logits_all, targets
+
+
+def _summed_layers(activations: dict[str, torch.Tensor], sizes: list[tuple[int, int]]) -> set[str]:
+    """Layers whose natives over all scales outnumber the output pixels (summed as they come)."""
+    height, width = sizes[0]
+    factor = sum(h * w for h, w in sizes) / (height * width)
+    return {
+        name
+        for name, a in activations.items()
+        if a.shape[-2] * a.shape[-1] * factor > height * width
+    }
+
+
+def _upsampled(
+    a: torch.Tensor, g: torch.Tensor | None, methods: list[str], size: tuple[int, int]
+) -> Iterator[tuple[str, torch.Tensor]]:
+    """One scale's stacks of a summed layer, bilinearly upsampled one after the other (few
+    K x H x W tensors alive at once): "a", CAMERAS' "g", Holistic-CAM's PGE "w"."""
+    keys = ["a"] + ["g"] * ("cameras" in methods) + ["w"] * ("holistic" in methods)
+    for key in keys:
+        stack = {"a": a, "g": g}.get(key)
+        if key == "w":
+            stack = pge_from_totals(g, a.sum(dim=(2, 3), keepdim=True))
+        # (n, K, h, w) as it lies in memory: channels-last stacks are resized without a copy.
+        yield key, F.interpolate(stack, size=size, mode="bilinear", align_corners=False)
+
+
+def _accumulate(
+    caps: _Captures,
+    name: str,
+    a: torch.Tensor,
+    g: torch.Tensor | None,
+    methods: list[str],
+    n: int,
+    sub: slice,
+    used: torch.Tensor | None,
+    size: tuple[int, int],
+    base: bool,
+) -> None:
+    """Add one scale's upsampled stacks of ``sub``'s images (those ``used``) to the sums.
+
+    The fundamental scale gives M_f here and joins the sums only after the last pass
+    (:func:`_add_fundamental`): no K x H x W sum is held during the largest passes.
+    """
+    if not base:
+        for key, up in _upsampled(a, g, methods, size):
+            _add(caps.sums.setdefault(name, {}), key, up, n, sub, used)
+    elif "holistic" in methods:
+        ups = dict(_upsampled(a, g, [m for m in methods if m != "cameras"], size))
+        if name not in caps.fundamental:
+            caps.fundamental[name] = a.new_zeros((n, *size))
+        caps.fundamental[name][sub] = (ups["w"] * ups["a"]).sum(dim=1)
+
+
+def _add(
+    sums: dict[str, torch.Tensor],
+    key: str,
+    up: torch.Tensor,
+    n: int,
+    sub: slice,
+    used: torch.Tensor | None,
+) -> None:
+    if used is not None:
+        up[~used] = 0
+    if key in sums:
+        sums[key][sub] += up
+    elif up.shape[0] == n:
+        sums[key] = up
+    else:  # laid out as the upsampled stacks are, for a fast sum
+        sums[key] = up.new_zeros((n, *up.shape[1:])).contiguous(memory_format=_layout(up))
+        sums[key][sub] = up
+
+
+def _add_fundamental(caps: _Captures, methods: list[str], size: tuple[int, int]) -> None:
+    """Add the fundamental scale, kept as natives during the passes, to every layer's sums."""
+    for name, sums in caps.sums.items():
+        a0 = caps.activations[name][0]
+        g0 = caps.gradients[name][0] if name in caps.gradients else None
+        for key, up in _upsampled(a0, g0, methods, size):
+            _add(sums, key, up, a0.shape[0], slice(None), None)
+
+
+def _layout(x: torch.Tensor) -> torch.memory_format:
+    if x.is_contiguous(memory_format=torch.channels_last) and not x.is_contiguous():
+        return torch.channels_last
+    return torch.contiguous_format
 
 
 def _ascending(used: np.ndarray, size: tuple[int, int]) -> np.ndarray:
@@ -225,6 +330,9 @@ def _group_maps(
                 out[:, mi, li] = finish_maps(eigen.eigencam(a0), size).cpu().numpy()
         if not PYRAMID_METHODS & set(methods):
             continue
+        if name in caps.sums:
+            _summed_maps(caps, name, methods, params, out[:, :, li], primary, fundamental, li)
+            continue
         # S_k of every scale, summed over the whole (channels-last) stack at once.
         totals = [t.sum(dim=(2, 3), keepdim=True) for t in acts] if holistic else acts
         for i in range(n):
@@ -254,6 +362,33 @@ def _group_maps(
                 cam = minmax(torch.relu(fused[("g", "a")]))
                 out[i, methods.index("cameras"), li] = cam.cpu().numpy()
     return out, primary, fundamental
+
+
+def _summed_maps(
+    caps: _Captures,
+    name: str,
+    methods: list[str],
+    params: dict,
+    out: np.ndarray,
+    primary: np.ndarray | None,
+    fundamental: np.ndarray | None,
+    li: int,
+) -> None:
+    """Holistic-CAM and CAMERAS of a layer fused from its scale sums (see :class:`_Captures`)."""
+    sums = caps.sums[name]
+    counts = torch.stack(caps.used, dim=1).sum(dim=1).tolist()
+    for i, count in enumerate(counts):
+        if "holistic" in methods:
+            pha = _finite((sums["w"][i] * sums["a"][i]).sum(dim=0), name)
+            pha = (pha / count**2).cpu().numpy()
+            mf = _finite(caps.fundamental[name][i], name).cpu().numpy()
+            primary[i, li], fundamental[i, li] = pha, mf
+            out[i, methods.index("holistic")] = holistic_map(
+                pha, mf, params["threshold"], params["median"], params["box"]
+            )[0]
+        if "cameras" in methods:
+            fused = (sums["g"][i] * sums["a"][i]).sum(dim=0) / count**2
+            out[i, methods.index("cameras")] = minmax(torch.relu(fused)).cpu().numpy()
 
 
 def explain(

@@ -465,6 +465,52 @@ def test_inplace_downstream_resnet(resnet, three):
     assert (store["a"] - cap.activation).abs().max() > 1e-2
 
 
+def test_outputs_are_copied_only_where_changed_in_place(tiny):
+    """A recorded output goes on uncopied unless an op downstream changes it in place: then
+    the pass runs again with a copy (found by the version counter for a non-leaf, by
+    autograd's refusal for the leaf), and the module is remembered."""
+    from holiwidget.capture import _COPY_OUTPUT, prepared, record_pass
+
+    x = holiwidget.images.prepare_images([tiny_image()]).tensor
+    conv1, conv2, bn2 = tiny.stage1[0], tiny.stage2[0], tiny.stage2[1]
+    layers = {"stage1.0": conv1, "stage2.0": conv2, "stage2.1": bn2, "stage3": tiny.stage3}
+    for m in layers.values():
+        _COPY_OUTPUT.discard(m)
+    with prepared(tiny):
+        rec = record_pass(tiny, layers, x, lambda logits: logits.argmax(1))
+    # conv1 (the leaf) and bn2 (not a leaf) feed in-place ReLUs; conv2 feeds bn2, stage3 the
+    # pooling: those two are handed on as they are.
+    assert conv1 in _COPY_OUTPUT and bn2 in _COPY_OUTPUT
+    assert conv2 not in _COPY_OUTPUT and tiny.stage3 not in _COPY_OUTPUT
+    # what was recorded is each layer's own output, before an in-place ReLU changed it
+    clean = copy.deepcopy(tiny)
+    for m in clean.modules():
+        if isinstance(m, nn.ReLU):
+            m.inplace = False
+    store = {}
+
+    def keep(name):
+        def hook(module, inputs, output):
+            store[name] = output
+            output.retain_grad()
+
+        return hook
+
+    handles = [
+        dict(clean.named_modules())[name].register_forward_hook(keep(name)) for name in layers
+    ]
+    x_grad = x.clone().requires_grad_(True)  # so that conv1's output is not a leaf here
+    logits = clean(x_grad)
+    logits[0, int(rec.targets[0])].backward()
+    for h in handles:
+        h.remove()
+    assert float(store["stage1.0"].detach().min()) < 0
+    assert float(store["stage2.1"].detach().min()) < 0
+    for name in layers:
+        torch.testing.assert_close(rec.activations[name], store[name].detach())
+        torch.testing.assert_close(rec.gradients[name], store[name].grad)
+
+
 def test_many_calls_leave_no_hooks_and_no_memory_growth(tiny):
     proc = psutil.Process()
     img = tiny_image()
