@@ -16,8 +16,8 @@ matrix products over the band of input rows that an output tile actually reads.
 from __future__ import annotations
 
 import functools
-import math
 from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
@@ -31,10 +31,12 @@ _COL_TILE = 32
 _CHUNK_ELEMENTS = 16_000_000
 # Stacks with at most this many native pixels per output pixel, summed over scales, are fused
 # through per-tile Gram matrices (for a 224 x 224 input: ResNet-50's layer4 0.06, layer3 0.24;
-# layer2, at 0.95, is faster upsampled). A Gram tile is sized to read about this many native
-# pixels: 56 x 56 output pixels for layer4, 28 x 28 for layer3.
+# layer2, at 0.95, is faster upsampled).
 _GRAM_MAX_DENSITY = 0.35
-_GRAM_TILE_NATIVES = 190
+# Candidate Gram tile sides (the cheapest for the stack is taken), and the float32 elements
+# that one group of tiles may hold at once.
+_GRAM_TILES = (8, 12, 16, 24, 32, 48, 56)
+_GRAM_GROUP_ELEMENTS = 12_000_000
 # Inputs at most this wide are resized along the columns by one dense product.
 _DENSE_WIDTH = 64
 
@@ -220,77 +222,90 @@ def channel_products(
     return out, base_out
 
 
+@dataclass(frozen=True)
+class _GramPlan:
+    """Every output tile of one Gram fusion, padded to common window sizes so that all tiles
+    are handled by the same batched products.
+
+    Output tiles are ``tile x tile`` pixels on a grid of ``grid`` tiles (the output padded up
+    to whole tiles; padded pixels get zero weights). Per scale, each tile reads a window of
+    ``rows[s] x cols[s]`` native pixels; ``index`` lists them, per tile, in the natives of
+    all scales stacked one after the other (scale, native row, native column).
+    """
+
+    tile: int
+    grid: tuple[int, int]
+    rows: tuple[int, ...]
+    cols: tuple[int, ...]
+    index: torch.Tensor  # (tiles, P) long
+    ry: tuple[torch.Tensor, ...]  # per scale: (grid rows, tile, rows[s]) weights
+    rx: tuple[torch.Tensor, ...]  # per scale: (grid columns, tile, cols[s]) weights
+
+
+def _windows(n_in: int, n_out: int, tile: int, tiles: int) -> tuple[list[int], int, torch.Tensor]:
+    """Per tile of output indices: the first native index read, the common window length, and
+    the (tiles, tile, length) weights (zero where a window reads beyond what a tile needs)."""
+    matrix = _matrix_cpu64(n_in, n_out)
+    spans = []
+    for t in range(tiles):
+        used = torch.nonzero(matrix[t * tile : (t + 1) * tile].abs().sum(0)).flatten()
+        spans.append((int(used.min()), int(used.max()) + 1))
+    length = min(n_in, max(hi - lo for lo, hi in spans))
+    starts = [min(lo, n_in - length) for lo, _ in spans]
+    weights = torch.zeros(tiles, tile, length, dtype=torch.float64)
+    for t, lo in enumerate(starts):
+        block = matrix[t * tile : (t + 1) * tile, lo : lo + length]
+        weights[t, : block.shape[0]] = block
+    return starts, length, weights
+
+
 @functools.lru_cache(maxsize=64)
 def _gram_plan(
-    shapes: tuple[tuple[int, int], ...], size: tuple[int, int], device: str, dtype: torch.dtype
-) -> tuple:
-    """Per output tile: its rows and columns, and per scale the native window and weights."""
-    density = sum(h * w for h, w in shapes) / (size[0] * size[1])
-    tile = max(8, round(math.sqrt(_GRAM_TILE_NATIVES / density)))
-    rows = [_bands(h, size[0], tile, device, dtype) for h, _ in shapes]
-    cols = [_bands(w, size[1], tile, device, dtype) for _, w in shapes]
-    plan = []
-    for ti in range(len(rows[0])):
-        for tj in range(len(cols[0])):
-            windows = tuple(
-                (
-                    rows[s][ti][2],
-                    rows[s][ti][3],
-                    cols[s][tj][2],
-                    cols[s][tj][3],
-                    rows[s][ti][4],
-                    cols[s][tj][4],
-                )
-                for s in range(len(shapes))
-            )
-            plan.append((*rows[0][ti][:2], *cols[0][tj][:2], windows))
-    return tuple(plan)
-
-
-def _window_matrix(
-    stacks: Sequence[torch.Tensor], windows: tuple, scales: Sequence[int]
-) -> torch.Tensor:
-    """The native pixels a tile reads, all scales one after the other: (P, K).
-
-    Pixels are rows, so a channels-last stack (as oneDNN produces it) is copied row by row.
-    """
-    parts = []
-    for s in scales:
-        a0, a1, b0, b1, _, _ = windows[s]
-        pixels = stacks[s].permute(1, 2, 0)[a0:a1, b0:b1]
-        parts.append(pixels.reshape(-1, stacks[s].shape[0]))
-    return torch.cat(parts)
-
-
-def _apply_weights(gram: torch.Tensor, windows: tuple, scales: Sequence[int]) -> torch.Tensor:
-    """sum_{p, q} U[i, j, p] U[i, j, q] gram[p, q] with U the separable bilinear weights.
-
-    With ``U[i, j, (s, a, b)] = ry_s[i, a] rx_s[j, b]`` the rows are contracted first, both
-    sides for the same output row ``i``, leaving one small (B x B) matrix per output row over
-    the native columns of all scales (B of them); the columns then take one batched product.
-    """
-    dims = [(windows[s][1] - windows[s][0], windows[s][3] - windows[s][2]) for s in scales]
-    sizes = [a * b for a, b in dims]
-    ry = [windows[s][4] for s in scales]
-    rows, total = ry[0].shape[0], gram.shape[1]
-    # left[i, (s, b), q] = sum_a ry_s[i, a] gram[(s, a, b), q]
-    left = torch.cat(
-        [
-            (r @ block.reshape(a, b * total)).view(rows, b, total)
-            for r, (a, b), block in zip(ry, dims, torch.split(gram, sizes), strict=True)
-        ],
-        dim=1,
+    shapes: tuple[tuple[int, int], ...],
+    size: tuple[int, int],
+    tile: int,
+    device: str,
+    dtype: torch.dtype,
+) -> _GramPlan:
+    grid = (-(-size[0] // tile), -(-size[1] // tile))
+    rows = [_windows(h, size[0], tile, grid[0]) for h, _ in shapes]
+    cols = [_windows(w, size[1], tile, grid[1]) for _, w in shapes]
+    offsets = [0]
+    for h, w in shapes:
+        offsets.append(offsets[-1] + h * w)
+    index = []
+    for ti in range(grid[0]):
+        for tj in range(grid[1]):
+            parts = []
+            for s, (_, w) in enumerate(shapes):
+                r0, c0 = rows[s][0][ti], cols[s][0][tj]
+                r = torch.arange(r0, r0 + rows[s][1]).view(-1, 1)
+                c = torch.arange(c0, c0 + cols[s][1]).view(1, -1)
+                parts.append((offsets[s] + r * w + c).flatten())
+            index.append(torch.cat(parts))
+    return _GramPlan(
+        tile=tile,
+        grid=grid,
+        rows=tuple(r[1] for r in rows),
+        cols=tuple(c[1] for c in cols),
+        index=torch.stack(index).to(device),
+        ry=tuple(r[2].to(device=device, dtype=dtype) for r in rows),
+        rx=tuple(c[2].to(device=device, dtype=dtype) for c in cols),
     )
-    # pair[i, (s, b), (t, d)] = sum_c ry_t[i, c] left[i, (s, b), (t, c, d)]
-    pair = torch.cat(
-        [
-            torch.einsum("ia,ixab->ixb", r, block.reshape(rows, -1, a, b))
-            for r, (a, b), block in zip(ry, dims, torch.split(left, sizes, dim=2), strict=True)
-        ],
-        dim=2,
-    )
-    rx = torch.cat([windows[s][5] for s in scales], dim=1)  # (columns, B)
-    return (torch.matmul(rx, pair) * rx).sum(-1)
+
+
+def _gram_tile(shapes: tuple[tuple[int, int], ...], size: tuple[int, int], channels: int) -> int:
+    """The tile side with the fewest operations: Gram products (P^2 K per tile, P the native
+    pixels a tile reads) against the weighting and the per-tile overhead of small tiles."""
+
+    def cost(tile: int) -> float:
+        plan = _gram_plan(shapes, size, tile, "cpu", torch.float32)
+        tiles, pixels = plan.index.shape
+        band = sum(plan.cols)
+        per_tile = pixels * pixels * channels + tile * pixels * pixels + tile * tile * band * band
+        return tiles * (per_tile + 20_000)
+
+    return min(_GRAM_TILES, key=cost)
 
 
 def _gram_products(
@@ -302,28 +317,90 @@ def _gram_products(
     derived: Mapping[str, tuple[Callable[..., torch.Tensor], tuple[str, ...]]],
     names: Sequence[str],
 ) -> tuple[dict[tuple[str, str], torch.Tensor], dict[tuple[str, str], torch.Tensor]]:
-    """:func:`channel_products` through per-tile Gram matrices (coarse stacks)."""
+    """:func:`channel_products` through per-tile Gram matrices (coarse stacks).
+
+    For an output tile, ``P = sum_k mean_s up(a_s)[k] mean_s up(b_s)[k]`` is
+    ``U G U^T`` on the diagonal, with ``G = a^T b`` the (P x P) Gram matrix over all channels
+    of the native pixels the tile reads and ``U`` the separable bilinear weights. All tiles go
+    through the same batched products, in groups that bound the memory.
+    """
     stacks = {n: list(natives[n]) for n in names if n not in derived}
     for n, (fn, inputs) in derived.items():
         stacks[n] = [fn(*args) for args in zip(*(natives[i] for i in inputs), strict=True)]
     first = stacks[names[0]][0]
+    channels = first.shape[0]
     shapes = tuple(tuple(int(d) for d in t.shape[1:]) for t in stacks[names[0]])
-    plan = _gram_plan(shapes, tuple(size), str(first.device), first.dtype)
-    every = range(len(shapes))
-    out = {p: first.new_empty(size) for p in products}
-    base_out = {p: first.new_empty(size) for p in base_products}
-    for r0, r1, c0, c1, windows in plan:
-        if products:
-            patches = {n: _window_matrix(stacks[n], windows, every) for n in names}
-            for a, b in products:
-                gram = patches[a] @ patches[b].T
-                out[(a, b)][r0:r1, c0:c1] = _apply_weights(gram, windows, every) / len(shapes) ** 2
-        if base_products:
-            patches = {n: _window_matrix(stacks[n], windows, [base_index]) for n in names}
-            for a, b in base_products:
-                gram = patches[a] @ patches[b].T
-                base_out[(a, b)][r0:r1, c0:c1] = _apply_weights(gram, windows, [base_index])
+    every = list(range(len(shapes)))
+    out: dict[tuple[str, str], torch.Tensor] = {}
+    base_out: dict[tuple[str, str], torch.Tensor] = {}
+    for pairs, scales, scale, store in (
+        (products, every, 1.0 / len(shapes) ** 2, out),
+        (base_products, [base_index], 1.0, base_out),
+    ):
+        if not pairs:
+            continue
+        sub = tuple(shapes[s] for s in scales)
+        tile = _gram_tile(sub, tuple(size), channels)
+        plan = _gram_plan(sub, tuple(size), tile, str(first.device), first.dtype)
+        # pixels as rows: a channels-last stack (as oneDNN makes it) is a view, no copy
+        pixels = {
+            n: torch.cat([stacks[n][s].permute(1, 2, 0).reshape(-1, channels) for s in scales])
+            for n in {x for pair in pairs for x in pair}
+        }
+        for a, b in pairs:
+            store[(a, b)] = _gram_fuse(plan, pixels[a], pixels[b], size) * scale
     return out, base_out
+
+
+def _gram_fuse(
+    plan: _GramPlan, a: torch.Tensor, b: torch.Tensor, size: tuple[int, int]
+) -> torch.Tensor:
+    """``sum_k up(a)[k] up(b)[k]`` over every tile of ``plan``; ``a``, ``b``: (pixels, K)."""
+    tile, (gy, gx) = plan.tile, plan.grid
+    tiles, pixels = plan.index.shape
+    channels = a.shape[1]
+    band = sum(plan.cols)
+    per_tile = pixels * (2 * channels + pixels + tile * band) + tile * tile * band
+    group = max(1, _GRAM_GROUP_ELEMENTS // per_tile)
+    result = a.new_empty((tiles, tile, tile))
+    for t0 in range(0, tiles, group):
+        t1 = min(t0 + group, tiles)
+        index = plan.index[t0:t1].flatten()
+        pa = a.index_select(0, index).view(t1 - t0, pixels, channels)
+        pb = b.index_select(0, index).view(t1 - t0, pixels, channels)
+        gram = torch.bmm(pa, pb.transpose(1, 2))  # (tiles, P, P)
+        del pa, pb
+        ti = torch.arange(t0, t1, device=a.device)
+        ry = [r[ti // gx] for r in plan.ry]  # per scale (tiles, tile, rows)
+        rx = torch.cat([c[ti % gx] for c in plan.rx], dim=2)  # (tiles, tile, band)
+        sizes = [h * w for h, w in zip(plan.rows, plan.cols, strict=True)]
+        n = t1 - t0
+        # left[t, i, (s, col), q] = sum_row ry_s[t, i, row] gram[t, (s, row, col), q]
+        left = torch.cat(
+            [
+                torch.matmul(r, g.reshape(n, h, w * pixels)).view(n, tile, w, pixels)
+                for r, h, w, g in zip(
+                    ry, plan.rows, plan.cols, torch.split(gram, sizes, dim=1), strict=True
+                )
+            ],
+            dim=2,
+        )
+        del gram
+        # pair[t, i, (s, col), (s', col')] = sum_row' ry_s'[t, i, row'] left[t, i, (s, col), q]
+        pair = torch.cat(
+            [
+                torch.einsum("ntr,ntxrc->ntxc", r, g.reshape(n, tile, band, h, w))
+                for r, h, w, g in zip(
+                    ry, plan.rows, plan.cols, torch.split(left, sizes, dim=3), strict=True
+                )
+            ],
+            dim=3,
+        )
+        del left
+        # result[t, i, j] = sum_{x, y} rx[t, j, x] pair[t, i, x, y] rx[t, j, y]
+        result[t0:t1] = (torch.matmul(rx.unsqueeze(1), pair) * rx.unsqueeze(1)).sum(-1)
+    grid = result.view(gy, gx, tile, tile).permute(0, 2, 1, 3).reshape(gy * tile, gx * tile)
+    return grid[: size[0], : size[1]].contiguous()
 
 
 def resize_maps(maps: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
