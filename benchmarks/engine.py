@@ -19,7 +19,6 @@ import sys
 import time
 from pathlib import Path
 
-import numpy as np
 import torch
 import torch.nn.functional as F
 from _shared import add_shared_argument
@@ -143,7 +142,7 @@ def main() -> None:
         _child(*args.child, args.shared)
         return
     torch.set_num_threads(2)
-    repeats = 1 if args.quick else 2
+    repeats = 1 if args.quick else 3
     result: dict = {"torch_threads": torch.get_num_threads(), "device": "cpu", "cases": {}}
     x1 = _input(1)
     for case, (name, layers) in CASES.items():
@@ -180,12 +179,14 @@ def main() -> None:
         layers = CASES["mobilenet_v2/stages"][1]
         x8 = _input(8)
         hw.explain(model, x8[:1], layers=layers, device="cpu")
-        single = [holistic(model, x8[i : i + 1], layers) for i in range(8)]
-        t8 = holistic(model, x8, layers, batch_size=8)
+        single, batch = [], []
+        for _ in range(repeats):  # interleaved, the best of each: the machine is shared
+            single.append(sum(holistic(model, x8[i : i + 1], layers) for i in range(8)))
+            batch.append(holistic(model, x8, layers))  # one call, the engine's own grouping
         result["batch8_mobilenet_v2_stages"] = {
-            "single_s_per_image": round(float(np.mean(single)), 3),
-            "batch8_s_per_image": round(t8 / 8, 3),
-            "ratio": round(t8 / 8 / float(np.mean(single)), 3),
+            "single_s_per_image": round(min(single) / 8, 3),
+            "batch8_s_per_image": round(min(batch) / 8, 3),
+            "ratio": round(min(batch) / min(single), 3),
         }
     print(json.dumps(result, indent=2))
 

@@ -150,7 +150,7 @@ def _add_explain(commands: argparse._SubParsersAction) -> None:
         "--batch-size",
         type=_positive_int,
         default=None,
-        help="images held in memory at once (default 4 on the CPU, 32 on a GPU)",
+        help="images held in memory at once (default 1 on the CPU, 32 on a GPU)",
     )
     p.add_argument(
         "--output", required=True, type=Path, help="output dataset: FILE.nc or FILE.zarr"

@@ -43,9 +43,15 @@ def pge_weights(activation: torch.Tensor, gradient: torch.Tensor) -> torch.Tenso
     return pge_from_totals(gradient, activation.sum(dim=(-2, -1), keepdim=True))
 
 
-def pge_from_totals(gradient: torch.Tensor, totals: torch.Tensor) -> torch.Tensor:
-    """:func:`pge_weights` from G and the per-channel spatial sums S_k (..., K, 1, 1) of A."""
-    g = torch.relu(gradient)
+def pge_from_totals(
+    gradient: torch.Tensor, totals: torch.Tensor, *, overwrite: bool = False
+) -> torch.Tensor:
+    """:func:`pge_weights` from G and the per-channel spatial sums S_k (..., K, 1, 1) of A.
+
+    ``overwrite=True`` lets it use ``gradient``'s memory (which then holds ReLU(G)): one
+    temporary of G's size less.
+    """
+    g = torch.relu_(gradient) if overwrite else torch.relu(gradient)
     g2 = g * g
     den = (g * totals).add_(2).mul_(g2).add_(_EPS)  # 2 G+^2 + S_k G+^3 + eps
     return g2.mul_(g).div_(den)  # alpha * G+ = G+^3 / den (0 where G+ == 0)
