@@ -229,7 +229,7 @@ def _upsampled(
 
     Chunks, and so the sums kept per chunk, stay below glibc's mmap threshold: they reuse the
     heap that the network passes have freed instead of mapping fresh memory on top of it
-    (whole-layer temporaries and sums raised the peak by 140 MB on ResNet-50's layer1).
+    (whole-layer temporaries raised the peak by up to 140 MB on ResNet-50's layer1).
     """
     channels = a.shape[1]
     layout = _layout(a)
@@ -400,7 +400,7 @@ def _group_maps(
     return out, primary, fundamental
 
 
-def _channel_dot(x: list[torch.Tensor], y: list[torch.Tensor], i: int) -> torch.Tensor:
+def _dot_over_chunks(x: list[torch.Tensor], y: list[torch.Tensor], i: int) -> torch.Tensor:
     """sum_k x[i, k] * y[i, k] over the chunks of channels of two sums."""
     return sum((a[i] * b[i]).sum(dim=0) for a, b in zip(x, y, strict=True))
 
@@ -420,7 +420,7 @@ def _summed_maps(
     counts = torch.stack(caps.used, dim=1).sum(dim=1).tolist()
     for i, count in enumerate(counts):
         if "holistic" in methods:
-            pha = _finite(_channel_dot(sums["w"], sums["a"], i), name)
+            pha = _finite(_dot_over_chunks(sums["w"], sums["a"], i), name)
             pha = (pha / count**2).cpu().numpy()
             mf = _finite(caps.fundamental[name][i], name).cpu().numpy()
             primary[i, li], fundamental[i, li] = pha, mf
@@ -428,7 +428,7 @@ def _summed_maps(
                 pha, mf, params["threshold"], params["median"], params["box"]
             )[0]
         if "cameras" in methods:
-            fused = _channel_dot(sums["g"], sums["a"], i) / count**2
+            fused = _dot_over_chunks(sums["g"], sums["a"], i) / count**2
             out[i, methods.index("cameras")] = minmax(torch.relu(fused)).cpu().numpy()
 
 
