@@ -330,14 +330,14 @@ def _ascending(used: np.ndarray, size: tuple[int, int]) -> np.ndarray:
     return used[:, [order.index(s) for s in sizes]]
 
 
-def _finite(fused: torch.Tensor, layer: str) -> torch.Tensor:
+def _finite(fused: torch.Tensor, layer: str, stacklevel: int = 5) -> torch.Tensor:
     """Replace non-finite values (PGE's denominator can vanish on negative activations)."""
     if bool(torch.isfinite(fused).all()):
         return fused
     warnings.warn(
         f"Holistic-CAM at layer {layer!r} produced non-finite values (negative activations?); "
         "they were set to 0: explain a post-activation layer instead",
-        stacklevel=5,
+        stacklevel=stacklevel,
     )
     return torch.nan_to_num(fused, nan=0.0, posinf=0.0, neginf=0.0)
 
@@ -420,9 +420,9 @@ def _summed_maps(
     counts = torch.stack(caps.used, dim=1).sum(dim=1).tolist()
     for i, count in enumerate(counts):
         if "holistic" in methods:
-            pha = _finite(_dot_over_chunks(sums["w"], sums["a"], i), name)
+            pha = _finite(_dot_over_chunks(sums["w"], sums["a"], i), name, stacklevel=6)
             pha = (pha / count**2).cpu().numpy()
-            mf = _finite(caps.fundamental[name][i], name).cpu().numpy()
+            mf = _finite(caps.fundamental[name][i], name, stacklevel=6).cpu().numpy()
             primary[i, li], fundamental[i, li] = pha, mf
             out[i, methods.index("holistic")] = holistic_map(
                 pha, mf, params["threshold"], params["median"], params["box"]
