@@ -41,6 +41,12 @@ _PASS_PIXELS = {"cpu": 1, "default": 16 * 924 * 924}
 _GROUP = {"cpu": 1, "default": 32}
 # Bytes of one upsampled chunk of a summed layer (below glibc's largest mmap threshold, 32 MiB).
 _SUM_CHUNK_BYTES = 16 * 2**20
+# On the CPU the fusion runs as compiled loops (:mod:`holiwidget.fusion_cpu`); elsewhere, and
+# on the CPU when this is False (the tests compare the two), as torch operations.
+_COMPILED_FUSION = True
+# With it, a layer's natives (activations and gradients of all scales, per image) are held up
+# to this size; a larger shallow layer is summed over the scales as the passes come instead.
+_HELD_NATIVE_BYTES = 256 * 2**20
 
 # Holistic-CAM's PGE weights, computed chunk by chunk inside the fusion.
 _PGE = {"w": (pge_from_totals, ("g", "s"))}
@@ -168,7 +174,7 @@ def _run_group(
             rec = record_pass(model, modules, xs[sub], chooser, gradients=grads_needed)
             logit_parts.append((rec.logits, rec.targets))
             if base and pyramid:
-                summed = _summed_layers(rec.activations, sizes)
+                summed = _summed_layers(rec.activations, sizes, _compiled(device))
             used = None if base or not own_targets else rec.targets == targets[sub]
             for name in modules:
                 # taken out of the record, so that a summed layer's natives go once summed
@@ -207,15 +213,27 @@ def _run_group(
     return caps, logits_all, targets
 
 
-def _summed_layers(activations: dict[str, torch.Tensor], sizes: list[tuple[int, int]]) -> set[str]:
-    """Layers whose natives over all scales outnumber the output pixels (summed as they come)."""
+def _compiled(device: torch.device) -> bool:
+    return device.type == "cpu" and _COMPILED_FUSION
+
+
+def _summed_layers(
+    activations: dict[str, torch.Tensor], sizes: list[tuple[int, int]], compiled: bool
+) -> set[str]:
+    """Layers summed over the scales as the passes come (see :class:`_Captures`): those whose
+    natives over all scales outnumber the output pixels; with the compiled fusion, which is
+    fast on natives, only those whose natives would also hold more than
+    ``_HELD_NATIVE_BYTES`` per image (ResNet-50's layer1: 392 MB; MobileNetV2's
+    features.3.conv.0: 220 MB, held)."""
     height, width = sizes[0]
     factor = sum(h * w for h, w in sizes) / (height * width)
-    return {
-        name
-        for name, a in activations.items()
-        if a.shape[-2] * a.shape[-1] * factor > height * width
-    }
+    summed = set()
+    for name, a in activations.items():
+        pixels = a.shape[-2] * a.shape[-1] * factor  # natives per channel, all scales
+        held = 2 * a.shape[1] * pixels * a.element_size()  # activations and gradients
+        if pixels > height * width and (not compiled or held > _HELD_NATIVE_BYTES):
+            summed.add(name)
+    return summed
 
 
 def _upsampled(
@@ -369,35 +387,92 @@ def _group_maps(
         if name in caps.sums:
             _summed_maps(caps, name, methods, params, out[:, :, li], primary, fundamental, li)
             continue
-        # S_k of every scale, summed over the whole (channels-last) stack at once.
-        totals = [t.sum(dim=(2, 3), keepdim=True) for t in acts] if holistic else acts
-        for i in range(n):
-            keep = [s for s, used in enumerate(caps.used) if used[i]]
-            natives = {
-                "a": [acts[s][i] for s in keep],
-                "g": [grads[s][i] for s in keep],
-                "s": [totals[s][i] for s in keep],
-            }
-            products, base_products = [], []
+        if _compiled(a0.device):
+            products = _compiled_products(acts, grads, caps.used, methods, size)
+        else:
+            products = _torch_products(acts, grads, caps.used, methods, size)
+        for i, fused in enumerate(products):
             if holistic:
-                products.append(("w", "a"))
-                base_products.append(("w", "a"))
-            if "cameras" in methods:
-                products.append(("g", "a"))
-            fused, based = channel_products(
-                natives, products, size, base_products=base_products, derived=_PGE
-            )
-            if holistic:
-                pha = _finite(fused[("w", "a")], name).cpu().numpy()
-                mf = _finite(based[("w", "a")], name).cpu().numpy()
+                pha = _finite(torch.from_numpy(fused["holistic"][0]), name).numpy()
+                mf = _finite(torch.from_numpy(fused["holistic"][1]), name).numpy()
                 primary[i, li], fundamental[i, li] = pha, mf
                 out[i, methods.index("holistic"), li] = holistic_map(
                     pha, mf, params["threshold"], params["median"], params["box"]
                 )[0]
             if "cameras" in methods:
-                cam = minmax(torch.relu(fused[("g", "a")]))
-                out[i, methods.index("cameras"), li] = cam.cpu().numpy()
+                cam = minmax(torch.relu(torch.from_numpy(fused["cameras"])))
+                out[i, methods.index("cameras"), li] = cam.numpy()
     return out, primary, fundamental
+
+
+def _torch_products(
+    acts: list[torch.Tensor],
+    grads: list[torch.Tensor],
+    used: list[torch.Tensor],
+    methods: list[str],
+    size: tuple[int, int],
+) -> Iterator[dict[str, object]]:
+    """Per image: Holistic-CAM's (PHA, M_f) and CAMERAS' fused map, from torch operations."""
+    holistic = "holistic" in methods
+    # S_k of every scale, summed over the whole (channels-last) stack at once.
+    totals = [t.sum(dim=(2, 3), keepdim=True) for t in acts] if holistic else acts
+    for i in range(acts[0].shape[0]):
+        keep = [s for s, flags in enumerate(used) if flags[i]]
+        natives = {
+            "a": [acts[s][i] for s in keep],
+            "g": [grads[s][i] for s in keep],
+            "s": [totals[s][i] for s in keep],
+        }
+        products, base_products = [], []
+        if holistic:
+            products.append(("w", "a"))
+            base_products.append(("w", "a"))
+        if "cameras" in methods:
+            products.append(("g", "a"))
+        fused, based = channel_products(
+            natives, products, size, base_products=base_products, derived=_PGE
+        )
+        result: dict[str, object] = {}
+        if holistic:
+            result["holistic"] = (
+                fused[("w", "a")].cpu().numpy(),
+                based[("w", "a")].cpu().numpy(),
+            )
+        if "cameras" in methods:
+            result["cameras"] = fused[("g", "a")].cpu().numpy()
+        yield result
+
+
+def _channels_last(stack: torch.Tensor) -> np.ndarray:
+    """(K, h, w) -> C-contiguous (h, w, K) array (a view when the stack is channels-last)."""
+    return stack.permute(1, 2, 0).contiguous().numpy()
+
+
+def _compiled_products(
+    acts: list[torch.Tensor],
+    grads: list[torch.Tensor],
+    used: list[torch.Tensor],
+    methods: list[str],
+    size: tuple[int, int],
+) -> Iterator[dict[str, object]]:
+    """:func:`_torch_products` through :mod:`holiwidget.fusion_cpu`."""
+    # numba and its LLVM (about 100 MB resident) load at the first fusion, after the passes
+    from . import fusion_cpu
+
+    threads = torch.get_num_threads()
+    for i in range(acts[0].shape[0]):
+        keep = [s for s, flags in enumerate(used) if flags[i]]
+        a = [_channels_last(acts[s][i]) for s in keep]
+        g = [_channels_last(grads[s][i]) for s in keep]
+        result: dict[str, object] = {}
+        if "cameras" in methods:
+            result["cameras"] = fusion_cpu.pyramid_products(g, a, size, threads=threads)[0]
+        if "holistic" in methods:
+            totals = torch.stack([acts[s][i].sum(dim=(1, 2)) for s in keep]).numpy()
+            result["holistic"] = fusion_cpu.pyramid_products(
+                a, g, size, totals=totals, threads=threads
+            )
+        yield result
 
 
 def _dot_over_chunks(x: list[torch.Tensor], y: list[torch.Tensor], i: int) -> torch.Tensor:

@@ -194,6 +194,32 @@ def test_holistic_matches_reference_mobilenet_features13(mobilenet, three):
     check_against_reference(ds, ref.pyramid_captures(mobilenet, layer, x[1:2], targets[1]))
 
 
+def test_compiled_fusion_equals_torch_fusion(mobilenet, three, monkeypatch):
+    """The CPU's compiled fusion against the torch fusion that accelerators run (here on the
+    CPU): PHA, M_f, Holistic-CAM and CAMERAS at every depth, the summed shallow layer included."""
+    x, targets = three
+    layers = ["features.3.conv.0", "features.6.conv.0", "features.13.conv.0", "features.18"]
+
+    def run() -> xr.Dataset:
+        return holiwidget.explain(
+            mobilenet, x[2:3], layers=layers, methods=("holistic", "cameras"), target=targets[2]
+        )
+
+    compiled = run()
+    monkeypatch.setattr(holiwidget.engine, "_COMPILED_FUSION", False)
+    plain = run()
+    # two computations, not one: they differ by float rounding
+    assert not np.array_equal(compiled.primary.values, plain.primary.values)
+    for li in range(len(layers)):
+        for var in ("primary", "fundamental"):
+            ours, theirs = compiled[var].values[0, li], plain[var].values[0, li]
+            assert rel_diff(ours, theirs) <= 1e-5, (layers[li], var, rel_diff(ours, theirs))
+        maps = compiled.attribution.values[0, :, li], plain.attribution.values[0, :, li]
+        diff = np.abs(maps[0] - maps[1])
+        assert diff[0].mean() <= 1e-4 and diff[0].max() <= 0.02, (layers[li], diff[0].max())
+        assert diff[1].max() <= 1e-4, (layers[li], diff[1].max())
+
+
 def test_reference_preprocessing_matches_engine(imagenet_images):
     from holiwidget.images import prepare_images
 
