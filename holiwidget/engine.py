@@ -91,10 +91,11 @@ class _Captures:
     """Per layer: the tensors each method needs, per scale (fundamental scale first).
 
     Layers whose natives outnumber the output pixels (shallow layers: ResNet-50's layer1 holds
-    3.8 native pixels per input pixel over the eight scales) are not kept per scale: their
-    upsampled stacks are summed over the scales as the passes arrive (``sums``), which holds
-    K x H x W per stack instead of the natives' 3.8 times as much; ``activations`` and
-    ``gradients`` then hold the fundamental scale alone, for the single-scale baselines.
+    3.8 native pixels per input pixel over the eight scales) may be summed instead (see
+    :func:`_summed_layers`): their upsampled stacks are added up over the scales as the
+    passes arrive (``sums``), which holds K x H x W per stack instead of the natives' 3.8
+    times as much; ``activations`` and ``gradients`` then hold the fundamental scale alone,
+    for the single-scale baselines.
     """
 
     activations: dict[str, list[torch.Tensor]] = field(default_factory=dict)
