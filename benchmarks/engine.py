@@ -189,9 +189,9 @@ def main() -> None:
         x8 = _input(8)
         hw.explain(model, x8[:1], layers=layers, device="cpu")
         single, batch = [], []
-        # the same work both ways: alternated, first one way then the other (ABBA), the best
-        # of four each, so that a neighbour's load on this shared machine favours neither
-        for r in range(max(repeats, 4)):
+        # The same work both ways, so only the machine's load tells them apart: alternated
+        # (ABBA), six of each; the best of each, and the median ratio of adjacent pairs.
+        for r in range(max(repeats, 6)):
             for way in ("single", "batch") if r % 2 == 0 else ("batch", "single"):
                 if way == "single":
                     single.append(sum(holistic(model, x8[i : i + 1], layers) for i in range(8)))
@@ -202,6 +202,9 @@ def main() -> None:
             "single_s_per_image": round(min(single) / 8, 3),
             "batch8_s_per_image": round(min(batch) / 8, 3),
             "ratio": round(min(batch) / min(single), 3),
+            "median_pair_ratio": round(
+                statistics.median(b / s for b, s in zip(batch, single, strict=True)), 3
+            ),
         }
     print(json.dumps(result, indent=2))
 
