@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
+import ctypes
 import logging
+import sys
+import types
 import warnings
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
@@ -449,6 +453,22 @@ def _channels_last(stack: torch.Tensor) -> np.ndarray:
     return stack.permute(1, 2, 0).contiguous().numpy()
 
 
+def _fusion_cpu() -> types.ModuleType:
+    """:mod:`holiwidget.fusion_cpu`, imported at the first fusion, after the passes.
+
+    Its numba and LLVM take about 100 MB resident. Before they load, the heap that the passes
+    freed is handed back to the system (glibc's ``malloc_trim``), so that the compiler's
+    memory takes the place of the passes' instead of adding to it.
+    """
+    if "holiwidget.fusion_cpu" not in sys.modules:
+        # not glibc (macOS, Windows, musl): nothing to hand back this way
+        with contextlib.suppress(AttributeError, OSError, TypeError):
+            ctypes.CDLL(None).malloc_trim(0)
+    from . import fusion_cpu
+
+    return fusion_cpu
+
+
 def _compiled_products(
     acts: list[torch.Tensor],
     grads: list[torch.Tensor],
@@ -457,9 +477,7 @@ def _compiled_products(
     size: tuple[int, int],
 ) -> Iterator[dict[str, object]]:
     """:func:`_torch_products` through :mod:`holiwidget.fusion_cpu`."""
-    # numba and its LLVM (about 100 MB resident) load at the first fusion, after the passes
-    from . import fusion_cpu
-
+    fusion_cpu = _fusion_cpu()
     threads = torch.get_num_threads()
     for i in range(acts[0].shape[0]):
         keep = [s for s, flags in enumerate(used) if flags[i]]
