@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import functools
 import itertools
+import os
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 
@@ -115,14 +116,22 @@ def _taps(n_in: int, n_out: int) -> tuple[np.ndarray, np.ndarray]:
     return np.stack([first, second], axis=1).astype(np.int64), weights.astype(np.float32)
 
 
+# Worker threads kept between calls (starting threads costs milliseconds on a loaded machine),
+# by pool size; a forked child starts without them.
+_POOLS: dict[int, ThreadPoolExecutor] = {}
+os.register_at_fork(after_in_child=_POOLS.clear)
+
+
 def _in_threads(calls: list[tuple]) -> None:
-    """Run each ``(kernel, *args)`` in a thread of its own (the kernels release the GIL)."""
-    if len(calls) == 1:
-        calls[0][0](*calls[0][1:])
-        return
-    with ThreadPoolExecutor(len(calls)) as pool:
-        for job in [pool.submit(*call) for call in calls]:
-            job.result()
+    """Run each ``(kernel, *args)``: the first in this thread, the others in worker threads at
+    the same time (the kernels release the GIL)."""
+    others = calls[1:]
+    if others and len(others) not in _POOLS:
+        _POOLS[len(others)] = ThreadPoolExecutor(len(others), thread_name_prefix="holiwidget")
+    jobs = [_POOLS[len(others)].submit(*call) for call in others]
+    calls[0][0](*calls[0][1:])
+    for job in jobs:
+        job.result()
 
 
 def pyramid_products(
@@ -154,6 +163,12 @@ def pyramid_products(
     Returns:
         P and B, each (H, W) float32.
     """
+    for x, y in zip(xs, ys, strict=True):
+        for stack in (x, y):
+            if stack.dtype != np.float32 or stack.ndim != 3 or not stack.flags.c_contiguous:
+                raise ValueError("stacks must be C-contiguous float32 (h, w, K) arrays")
+        if x.shape != y.shape or x.shape[2] != xs[0].shape[2]:
+            raise ValueError(f"stack shapes differ: {x.shape} and {y.shape}, K {xs[0].shape[2]}")
     height, width = size
     channels = xs[0].shape[2]
     rows = tuple(x.reshape(x.shape[0], -1) for x in xs)

@@ -82,3 +82,11 @@ def test_pge_inside_the_fusion_is_pge_from_totals_to_the_bit() -> None:
         )
         got.append(mean[0, 0])
     assert np.array_equal(np.array(got, dtype=np.float32), want.numpy())
+
+
+def test_mismatched_stacks_are_refused() -> None:
+    a = np.zeros((4, 4, 3), dtype=np.float32)
+    with pytest.raises(ValueError, match="shapes differ"):
+        pyramid_products([a], [np.zeros((4, 5, 3), dtype=np.float32)], (8, 8))
+    with pytest.raises(ValueError, match="C-contiguous float32"):
+        pyramid_products([a], [a.astype(np.float64)], (8, 8))
