@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import platform
@@ -26,18 +27,31 @@ __all__ = [
     "save_dataset",
 ]
 
-_PACKAGES = ("holiwidget", "torch", "torchvision", "numpy", "xarray", "opencv-python-headless")
+_PACKAGES = (
+    "holiwidget",
+    "torch",
+    "torchvision",
+    "numpy",
+    "numba",
+    "xarray",
+    "opencv-python-headless",
+)
 
 
 def package_versions() -> dict[str, str]:
     """Versions of Python and of the packages that shape the numbers, for a result's attrs."""
-    out = {"python": platform.python_version()}
+    return dict(_versions())
+
+
+@functools.lru_cache(maxsize=1)
+def _versions() -> tuple[tuple[str, str], ...]:  # looked up once: about 1 ms a package
+    out = [("python", platform.python_version())]
     for name in _PACKAGES:
         try:
-            out[name] = metadata.version(name)
+            out.append((name, metadata.version(name)))
         except metadata.PackageNotFoundError:
-            out[name] = "unknown"
-    return out
+            out.append((name, "unknown"))
+    return tuple(out)
 
 
 def build_dataset(
