@@ -392,11 +392,10 @@ def _group_maps(
         if name in caps.sums:
             _summed_maps(caps, name, methods, params, out[:, :, li], primary, fundamental, li)
             continue
-        if _compiled(a0.device):
-            products = _compiled_products(acts, grads, caps.used, methods, size)
-        else:
-            products = _torch_products(acts, grads, caps.used, methods, size)
-        for i, fused in enumerate(products):
+        fuse = _compiled_fusion if _compiled(a0.device) else _torch_fusion
+        for i in range(n):
+            keep = [s for s, flags in enumerate(caps.used) if flags[i]]
+            fused = fuse([acts[s][i] for s in keep], [grads[s][i] for s in keep], methods, size)
             if holistic:
                 pha = _finite(torch.from_numpy(fused["holistic"][0]), name).numpy()
                 mf = _finite(torch.from_numpy(fused["holistic"][1]), name).numpy()
@@ -410,42 +409,29 @@ def _group_maps(
     return out, primary, fundamental
 
 
-def _torch_products(
-    acts: list[torch.Tensor],
-    grads: list[torch.Tensor],
-    used: list[torch.Tensor],
-    methods: list[str],
-    size: tuple[int, int],
-) -> Iterator[dict[str, object]]:
-    """Per image: Holistic-CAM's (PHA, M_f) and CAMERAS' fused map, from torch operations."""
+def _torch_fusion(
+    acts: list[torch.Tensor], grads: list[torch.Tensor], methods: list[str], size: tuple[int, int]
+) -> dict[str, object]:
+    """One image's Holistic-CAM (PHA, M_f) and CAMERAS fused map from its used scales' stacks
+    (K, h_s, w_s), fundamental scale first, through torch operations."""
     holistic = "holistic" in methods
-    # S_k of every scale, summed over the whole (channels-last) stack at once.
-    totals = [t.sum(dim=(2, 3), keepdim=True) for t in acts] if holistic else acts
-    for i in range(acts[0].shape[0]):
-        keep = [s for s, flags in enumerate(used) if flags[i]]
-        natives = {
-            "a": [acts[s][i] for s in keep],
-            "g": [grads[s][i] for s in keep],
-            "s": [totals[s][i] for s in keep],
-        }
-        products, base_products = [], []
-        if holistic:
-            products.append(("w", "a"))
-            base_products.append(("w", "a"))
-        if "cameras" in methods:
-            products.append(("g", "a"))
-        fused, based = channel_products(
-            natives, products, size, base_products=base_products, derived=_PGE
-        )
-        result: dict[str, object] = {}
-        if holistic:
-            result["holistic"] = (
-                fused[("w", "a")].cpu().numpy(),
-                based[("w", "a")].cpu().numpy(),
-            )
-        if "cameras" in methods:
-            result["cameras"] = fused[("g", "a")].cpu().numpy()
-        yield result
+    natives = {"a": acts, "g": grads}
+    products, base_products = [], []
+    if holistic:
+        natives["s"] = [t.sum(dim=(1, 2), keepdim=True) for t in acts]  # S_k
+        products.append(("w", "a"))
+        base_products.append(("w", "a"))
+    if "cameras" in methods:
+        products.append(("g", "a"))
+    fused, based = channel_products(
+        natives, products, size, base_products=base_products, derived=_PGE
+    )
+    result: dict[str, object] = {}
+    if holistic:
+        result["holistic"] = (fused[("w", "a")].cpu().numpy(), based[("w", "a")].cpu().numpy())
+    if "cameras" in methods:
+        result["cameras"] = fused[("g", "a")].cpu().numpy()
+    return result
 
 
 def _channels_last(stack: torch.Tensor) -> np.ndarray:
@@ -469,29 +455,21 @@ def _fusion_cpu() -> types.ModuleType:
     return fusion_cpu
 
 
-def _compiled_products(
-    acts: list[torch.Tensor],
-    grads: list[torch.Tensor],
-    used: list[torch.Tensor],
-    methods: list[str],
-    size: tuple[int, int],
-) -> Iterator[dict[str, object]]:
-    """:func:`_torch_products` through :mod:`holiwidget.fusion_cpu`."""
+def _compiled_fusion(
+    acts: list[torch.Tensor], grads: list[torch.Tensor], methods: list[str], size: tuple[int, int]
+) -> dict[str, object]:
+    """:func:`_torch_fusion` through :mod:`holiwidget.fusion_cpu`."""
     fusion_cpu = _fusion_cpu()
     threads = torch.get_num_threads()
-    for i in range(acts[0].shape[0]):
-        keep = [s for s, flags in enumerate(used) if flags[i]]
-        a = [_channels_last(acts[s][i]) for s in keep]
-        g = [_channels_last(grads[s][i]) for s in keep]
-        result: dict[str, object] = {}
-        if "cameras" in methods:
-            result["cameras"] = fusion_cpu.pyramid_products(g, a, size, threads=threads)[0]
-        if "holistic" in methods:
-            totals = torch.stack([acts[s][i].sum(dim=(1, 2)) for s in keep]).numpy()
-            result["holistic"] = fusion_cpu.pyramid_products(
-                a, g, size, totals=totals, threads=threads
-            )
-        yield result
+    a = [_channels_last(t) for t in acts]
+    g = [_channels_last(t) for t in grads]
+    result: dict[str, object] = {}
+    if "cameras" in methods:
+        result["cameras"] = fusion_cpu.pyramid_products(g, a, size, threads=threads)[0]
+    if "holistic" in methods:
+        totals = torch.stack([t.sum(dim=(1, 2)) for t in acts]).numpy()  # S_k
+        result["holistic"] = fusion_cpu.pyramid_products(a, g, size, totals=totals, threads=threads)
+    return result
 
 
 def _dot_over_chunks(x: list[torch.Tensor], y: list[torch.Tensor], i: int) -> torch.Tensor:

@@ -25,11 +25,12 @@ import numpy as np
 import torch
 from numba import njit
 
+from .methods.holistic import PGE_EPS
 from .resize import bilinear_matrix
 
 __all__ = ["pyramid_products"]
 
-_EPS = np.float32(1e-6)
+_EPS = np.float32(PGE_EPS)
 _TWO = np.float32(2.0)
 _ZERO = np.float32(0.0)
 

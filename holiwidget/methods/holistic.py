@@ -13,6 +13,7 @@ import torch
 from ..errors import HoliwidgetError
 
 __all__ = [
+    "PGE_EPS",
     "check_denoise_parameters",
     "holistic_map",
     "low_pass_wrap",
@@ -20,7 +21,8 @@ __all__ = [
     "pge_weights",
 ]
 
-_EPS = 1e-6
+#: PGE's eps, once in the denominator.
+PGE_EPS = 1e-6
 
 
 def pge_weights(activation: torch.Tensor, gradient: torch.Tensor) -> torch.Tensor:
@@ -53,7 +55,7 @@ def pge_from_totals(
     """
     g = torch.relu_(gradient) if overwrite else torch.relu(gradient)
     g2 = g * g
-    den = (g * totals).add_(2).mul_(g2).add_(_EPS)  # 2 G+^2 + S_k G+^3 + eps
+    den = (g * totals).add_(2).mul_(g2).add_(PGE_EPS)  # 2 G+^2 + S_k G+^3 + eps
     return g2.mul_(g).div_(den)  # alpha * G+ = G+^3 / den (0 where G+ == 0)
 
 
