@@ -20,32 +20,44 @@ from torch import nn
 
 from .errors import HoliwidgetError
 
-__all__ = ["PassRecord", "prepared", "record_pass"]
+__all__ = ["PassRecord", "model_device", "prepared", "record_pass"]
 
 log = logging.getLogger(__name__)
 
 
-@contextlib.contextmanager
-def prepared(model: nn.Module) -> Iterator[nn.Module]:
-    """Put a model in evaluation mode with frozen parameters; restore both afterwards.
+def model_device(model: nn.Module) -> torch.device:
+    """Where a model's parameters live (the CPU for a model without parameters)."""
+    param = next(model.parameters(), None)
+    return param.device if param is not None else torch.device("cpu")
 
-    Every module's ``training`` flag and every parameter's ``requires_grad`` flag are put back
-    as they were, also when the body raises.
+
+@contextlib.contextmanager
+def prepared(model: nn.Module, device: torch.device | None = None) -> Iterator[nn.Module]:
+    """Put a model in evaluation mode with frozen parameters, on ``device``; restore all after.
+
+    Every module's ``training`` flag, every parameter's ``requires_grad`` flag and the
+    model's device are put back as they were, also when the body raises. This is the one
+    way holiwidget borrows a user's model.
 
     Args:
         model: the network.
+        device: where to run it (None: where it is).
 
     Yields:
         The same model, ready for :func:`record_pass`.
     """
+    home = model_device(model)
     modes = [(m, m.training) for m in model.modules()]
     flags = [(p, p.requires_grad) for p in model.parameters()]
     try:
+        if device is not None:
+            model.to(device)
         model.eval()
         for p, _ in flags:
             p.requires_grad_(False)
         yield model
     finally:
+        model.to(home)
         for p, flag in flags:
             p.requires_grad_(flag)
         for m, mode in modes:

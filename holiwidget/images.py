@@ -14,10 +14,19 @@ from PIL import Image, UnidentifiedImageError
 from .errors import HoliwidgetError
 from .samples import SAMPLES, load_sample
 
-__all__ = ["IMAGENET_MEAN", "IMAGENET_STD", "ImageInput", "PreparedImages", "prepare_images"]
+__all__ = [
+    "IMAGENET_MEAN",
+    "IMAGENET_STD",
+    "IMAGE_SUFFIXES",
+    "ImageInput",
+    "PreparedImages",
+    "prepare_images",
+]
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
+#: File name endings of the images a folder is searched for (what PIL reads).
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp")
 
 #: What ``explain`` accepts as one image.
 ImageInput = str | os.PathLike | Image.Image | np.ndarray

@@ -9,6 +9,7 @@ import torch
 from torch import nn
 from torchvision import models as tvm
 
+from .capture import model_device, prepared
 from .errors import HoliwidgetError
 
 __all__ = ["holistic_stage", "probe_outputs", "resolve_layers"]
@@ -71,17 +72,11 @@ def probe_outputs(
         return hook
 
     handles = [m.register_forward_hook(hook_for(n)) for n, m in model.named_modules() if n]
-    param = next(model.parameters(), None)
-    device = param.device if param is not None else torch.device("cpu")
-    modes = [(m, m.training) for m in model.modules()]
     generator = torch.Generator().manual_seed(0)
     try:
-        model.eval()
-        with torch.no_grad():
-            model(torch.randn(1, 3, *input_size, generator=generator).to(device))
+        with prepared(model) as m, torch.no_grad():
+            m(torch.randn(1, 3, *input_size, generator=generator).to(model_device(m)))
     finally:
-        for m, mode in modes:
-            m.training = mode
         for h in handles:
             h.remove()
     return [(n, t.data_ptr(), tuple(t.shape[-2:]), nonneg) for n, t, nonneg in seen]

@@ -24,6 +24,7 @@ import xarray as xr
 from PIL import Image, UnidentifiedImageError
 from torch import nn
 
+from ..capture import prepared
 from ..errors import HoliwidgetError
 from ..images import prepare_images
 from ..layers import probe_outputs
@@ -147,18 +148,8 @@ class Predictions:
 def predict(model: nn.Module, item: object, device: str | torch.device = "cpu") -> Predictions:
     """One forward pass at 224 x 224: the softmax probabilities of every class."""
     x = prepare_images(item).tensor[:1]
-    param = next(model.parameters(), None)
-    home = param.device if param is not None else torch.device("cpu")
-    modes = [(m, m.training) for m in model.modules()]
-    try:
-        model.eval()
-        model.to(device)
-        with torch.no_grad():
-            logits = model(x.to(device))
-    finally:
-        model.to(home)
-        for m, mode in modes:
-            m.training = mode
+    with prepared(model, torch.device(device)), torch.no_grad():
+        logits = model(x.to(device))
     probs = torch.softmax(logits.double(), dim=1)[0].cpu().numpy()
     return Predictions(probs, class_names(len(probs)))
 

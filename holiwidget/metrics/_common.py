@@ -10,6 +10,7 @@ import torch
 from torch import nn
 
 from ..capture import prepared
+from ..checks import positive_int
 from ..devices import resolve_device
 from ..errors import HoliwidgetError
 
@@ -165,16 +166,8 @@ def evaluation(
     """The model on the device, in evaluation mode with frozen parameters, under no_grad;
     all put back afterwards."""
     dev = resolve_device(device)
-    if batch_size is not None and (
-        isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1
-    ):
-        raise HoliwidgetError(f"batch_size must be a positive integer, got {batch_size!r}")
+    if batch_size is not None:
+        batch_size = positive_int(batch_size, "batch_size")
     size = batch_size or _BATCH.get(dev.type, _BATCH["default"])
-    param = next(model.parameters(), None)
-    home = param.device if param is not None else torch.device("cpu")
-    try:
-        model.to(dev)
-        with prepared(model), torch.no_grad():
-            yield Evaluator(model, dev, size)
-    finally:
-        model.to(home)
+    with prepared(model, dev), torch.no_grad():
+        yield Evaluator(model, dev, size)
