@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import warnings
 import weakref
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
@@ -18,7 +17,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from .errors import HoliwidgetError
+from .errors import HoliwidgetError, warn
 
 __all__ = ["PassRecord", "model_device", "prepared", "record_pass"]
 
@@ -199,10 +198,7 @@ def _record(
             handle.remove()
     for name, n in calls.items():
         if n > 1:
-            warnings.warn(
-                f"layer {name!r} ran {n} times in one forward pass; its last call is explained",
-                stacklevel=4,
-            )
+            warn(f"layer {name!r} ran {n} times in one forward pass; its last call is explained")
     acts = {name: out.detach() for name, out in outputs.items()}
     return PassRecord(logits.detach(), targets, acts, grads)
 

@@ -29,8 +29,10 @@ from .devices import resolve_device
 from .engine import explain, parse_methods
 from .errors import HoliwidgetError
 from .figure import explain_figure, figure_format, save_figure
-from .methods.holistic import check_denoise_parameters
+from .methods import METHODS
+from .methods.holistic import Denoising
 from .models import load_model
+from .outputs import check_output
 
 __all__ = ["main"]
 
@@ -100,6 +102,57 @@ def _add_verbose(parser: argparse.ArgumentParser, default: object) -> None:
     )
 
 
+def _add_model_options(parser: argparse.ArgumentParser, example: str) -> None:
+    """--model and --weights (every command that runs a network)."""
+    group = parser.add_argument_group("model")
+    group.add_argument("--model", required=True, help=f"torchvision model name, e.g. {example}")
+    group.add_argument(
+        "--weights",
+        type=_weights,
+        default="DEFAULT",
+        help="DEFAULT, a torchvision weights name, a state_dict file (.pth), or none (random)",
+    )
+
+
+def _add_explained_options(parser: argparse.ArgumentParser, methods_default: str) -> None:
+    """--layers, --methods and --device."""
+    group = parser.add_argument_group("what is explained")
+    group.add_argument(
+        "--layers", default="auto", help="auto (the holistic stage) or comma-separated names"
+    )
+    group.add_argument(
+        "--methods",
+        default=methods_default,
+        help=f"comma-separated methods or all ({', '.join(METHODS)}); default {methods_default}",
+    )
+    group.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N or mps")
+
+
+def _add_denoising_options(parser: argparse.ArgumentParser) -> None:
+    """--threshold, --median and --box: Holistic-CAM's denoising."""
+    group = parser.add_argument_group("Holistic-CAM denoising")
+    group.add_argument(
+        "--threshold",
+        type=float,
+        default=Denoising.threshold,
+        help=f"denoising threshold tau in (0, 1], default {Denoising.threshold}",
+    )
+    group.add_argument(
+        "--median",
+        type=int,
+        default=Denoising.median,
+        help=f"median kernel (odd), default {Denoising.median}",
+    )
+    group.add_argument(
+        "--box", type=int, default=Denoising.box, help=f"box kernel (odd), default {Denoising.box}"
+    )
+
+
+def _denoising(args: argparse.Namespace) -> Denoising:
+    """The denoising options, validated (before the network is loaded)."""
+    return Denoising(args.threshold, args.median, args.box)
+
+
 # ---------------------------------------------------------------------------------------
 # explain
 
@@ -120,32 +173,15 @@ def _add_explain(commands: argparse._SubParsersAction) -> None:
         metavar="IMAGE",
         help="image files, or embedded samples: chelsea, coffee, astronaut, rocket",
     )
-    p.add_argument("--model", required=True, help="torchvision model name, e.g. resnet50")
-    p.add_argument(
-        "--weights",
-        type=_weights,
-        default="DEFAULT",
-        help="DEFAULT, a torchvision weights name, a state_dict file (.pth), or none (random)",
-    )
-    p.add_argument(
-        "--layers", default="auto", help="auto (the holistic stage) or comma-separated names"
-    )
-    p.add_argument(
-        "--methods",
-        default="holistic",
-        help="comma-separated methods or 'all' (holistic, gradcam, gradcampp, xgradcam, "
-        "eigencam, layercam, cameras); default holistic",
-    )
+    _add_model_options(p, "resnet50")
+    _add_explained_options(p, "holistic")
     p.add_argument(
         "--target",
         type=_target,
         default=None,
         help="class index to explain, or auto (each image's top-1 class; default)",
     )
-    p.add_argument("--threshold", type=float, default=0.5, help="denoising threshold in (0, 1]")
-    p.add_argument("--median", type=int, default=51, help="median kernel (odd), default 51")
-    p.add_argument("--box", type=int, default=91, help="box kernel (odd), default 91")
-    p.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N or mps")
+    _add_denoising_options(p)
     p.add_argument(
         "--batch-size",
         type=_positive_int,
@@ -167,20 +203,7 @@ def _add_explain(commands: argparse._SubParsersAction) -> None:
 
 
 def _check_dataset_path(path: Path) -> None:
-    kind = dataset_format(path)
-    _check_folder(path, "output")
-    if kind == "netcdf" and path.is_dir():
-        raise HoliwidgetError(f"{path} is a folder; choose a file name for the netCDF output")
-
-
-def _check_folder(path: Path, what: str) -> None:
-    folder = path.parent
-    if not folder.is_dir():
-        raise HoliwidgetError(
-            f"folder {folder} does not exist; create it or choose another {what} path"
-        )
-    if not os.access(folder, os.W_OK | os.X_OK):
-        raise HoliwidgetError(f"folder {folder} is not writable; choose another {what} path")
+    check_output(path, folder=dataset_format(path) == "zarr")
 
 
 def _figure_paths(figure: Path, ids: list[str]) -> list[Path]:
@@ -195,9 +218,9 @@ def _run_explain(args: argparse.Namespace) -> int:
     _check_dataset_path(args.output)
     if args.figure is not None:
         figure_format(args.figure)
-        _check_folder(args.figure, "figure")
+        check_output(args.figure, "figure")
     methods = parse_methods(args.methods)
-    check_denoise_parameters(args.threshold, args.median, args.box)
+    denoising = _denoising(args)
     resolve_device(args.device)
 
     log.info("loading %s (weights: %s)", args.model, args.weights)
@@ -209,9 +232,7 @@ def _run_explain(args: argparse.Namespace) -> int:
         layers=args.layers,
         methods=methods,
         target=args.target,
-        threshold=args.threshold,
-        median=args.median,
-        box=args.box,
+        **denoising.as_dict(),
         device=args.device,
         batch_size=args.batch_size,
         progress=args.verbose,
@@ -260,15 +281,8 @@ def _add_evaluate(commands: argparse._SubParsersAction) -> None:
         type=Path,
         help="CSV with columns image, label[, width, height, x0, y0, x1, y1] (one row per box)",
     )
-    p.add_argument("--model", required=True, help="torchvision model name, e.g. mobilenet_v2")
-    p.add_argument(
-        "--weights",
-        type=_weights,
-        default="DEFAULT",
-        help="DEFAULT, a torchvision weights name, a state_dict file (.pth), or none (random)",
-    )
-    p.add_argument("--layers", default="auto", help="auto (the holistic stage) or A,B,...")
-    p.add_argument("--methods", default="all", help="comma-separated methods or all (default)")
+    _add_model_options(p, "mobilenet_v2")
+    _add_explained_options(p, "all")
     p.add_argument(
         "--metrics",
         default="all",
@@ -288,10 +302,7 @@ def _add_evaluate(commands: argparse._SubParsersAction) -> None:
         help="pixels per insertion/deletion step (224, the paper's, is the default)",
     )
     p.add_argument("--seed", type=int, default=0, help="seed of the ROAD noise (default 0)")
-    p.add_argument("--threshold", type=float, default=0.5, help="denoising threshold in (0, 1]")
-    p.add_argument("--median", type=int, default=51, help="median kernel (odd), default 51")
-    p.add_argument("--box", type=int, default=91, help="box kernel (odd), default 91")
-    p.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N or mps")
+    _add_denoising_options(p)
     p.add_argument(
         "--output", required=True, type=Path, help="results dataset: RESULTS.zarr (or .nc)"
     )
@@ -324,7 +335,7 @@ def _run_evaluate(args: argparse.Namespace) -> int:
         raise HoliwidgetError(f"image folder {args.images} not found; pass --images DIR")
     parse_metrics(args.metrics)
     parse_methods(args.methods)
-    check_denoise_parameters(args.threshold, args.median, args.box)
+    denoising = _denoising(args)
     resolve_device(args.device)
 
     log.info("loading %s (weights: %s)", args.model, args.weights)
@@ -340,9 +351,7 @@ def _run_evaluate(args: argparse.Namespace) -> int:
         step=args.step,
         seed=args.seed,
         limit=args.limit,
-        threshold=args.threshold,
-        median=args.median,
-        box=args.box,
+        **denoising.as_dict(),
         device=args.device,
         output=args.output,
         workers=args.workers,

@@ -6,8 +6,6 @@ import functools
 import json
 import os
 import platform
-import shutil
-import tempfile
 from importlib import metadata
 from pathlib import Path
 
@@ -18,6 +16,7 @@ from torch import nn
 
 from .errors import HoliwidgetError
 from .models import class_names, model_info
+from .outputs import atomic_output, check_output
 
 __all__ = [
     "build_dataset",
@@ -149,13 +148,8 @@ def save_dataset(ds: xr.Dataset, path: str | os.PathLike) -> Path:
     """
     out = Path(path)
     kind = dataset_format(out)
-    if not out.parent.exists():
-        raise HoliwidgetError(
-            f"folder {out.parent} does not exist; create it or choose another output path"
-        )
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
-    try:
-        part = tmp / out.name
+    check_output(out, folder=kind == "zarr")
+    with atomic_output(out) as part:
         try:
             if kind == "netcdf":
                 ds.to_netcdf(part, engine="h5netcdf", encoding=_string_encoding(ds))
@@ -164,11 +158,6 @@ def save_dataset(ds: xr.Dataset, path: str | os.PathLike) -> Path:
         except (OSError, TypeError, ValueError) as exc:
             first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
             raise HoliwidgetError(f"cannot write {out} ({first}); nothing was written") from None
-        if out.is_dir() and not out.is_symlink():
-            shutil.rmtree(out)
-        os.replace(part, out)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
     return out
 
 

@@ -1,15 +1,14 @@
-"""The explain engine: input pyramid, one pass per scale for all layers and methods, fusion."""
+"""The explain engine: validation, the input pyramid, one pass per scale, maps, the dataset.
+
+Data flow per group of images: one recorded pass per pyramid scale (:mod:`.capture`) hands
+each layer's activations and gradients to its fuser (:mod:`.fusion`) as the pass ends; after
+the last pass the baselines are computed from the fundamental scale, the fused maps are
+denoised (Holistic-CAM) or finished (CAMERAS), and everything becomes one dataset.
+"""
 
 from __future__ import annotations
 
-import contextlib
-import ctypes
-import logging
-import sys
-import types
-import warnings
-from collections.abc import Iterator, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Callable, Sequence
 
 import numpy as np
 import torch
@@ -19,18 +18,19 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from .capture import prepared, record_pass
+from .checks import positive_int
+from .dataset import build_dataset
 from .devices import resolve_device
-from .errors import HoliwidgetError
+from .errors import HoliwidgetError, warn
+from .fusion import LayerFuser, resolve_backend
 from .images import ImageInput, prepare_images
 from .layers import resolve_layers
-from .maps import finish_maps, minmax
-from .methods import GRADIENT_METHODS, METHODS, PYRAMID_METHODS, eigen, gradient
-from .methods.holistic import check_denoise_parameters, holistic_map, pge_from_totals
-from .resize import channel_products
+from .methods import GRADIENT_METHODS, METHODS, PYRAMID_METHODS, gradient
+from .methods.eigen import eigen_projection
+from .methods.finish import finish_maps, minmax
+from .methods.holistic import Denoising
 
 __all__ = ["PYRAMID_SIDES", "explain", "parse_methods", "pyramid_sizes"]
-
-log = logging.getLogger(__name__)
 
 #: Side lengths of the input pyramid for a 224 x 224 input: range(224, 1000, 100).
 PYRAMID_SIDES = tuple(range(224, 1000, 100))
@@ -43,22 +43,13 @@ _PASS_PIXELS = {"cpu": 1, "default": 16 * 924 * 924}
 # where every image has passes of its own anyway, a larger group only holds more memory (and
 # costs time in page faults: 8 images in one group ran 10 % slower per image than one by one).
 _GROUP = {"cpu": 1, "default": 32}
-# Bytes of one upsampled chunk of a summed layer (below glibc's largest mmap threshold, 32 MiB).
-_SUM_CHUNK_BYTES = 16 * 2**20
-# On the CPU the fusion runs as compiled loops (:mod:`holiwidget.fusion_cpu`); elsewhere, and
-# on the CPU when this is False (the tests compare the two), as torch operations.
-_COMPILED_FUSION = True
-# With it, a layer's natives (activations and gradients of all scales, per image) are held up
-# to this size; a larger shallow layer is summed over the scales as the passes come instead.
-_HELD_NATIVE_BYTES = 256 * 2**20
 
-# Holistic-CAM's PGE weights, computed chunk by chunk inside the fusion.
-_PGE = {"w": (pge_from_totals, ("g", "s"))}
-
-_BASELINES = {
+# The single-scale methods: raw maps (N, h, w) from the fundamental scale's A and G.
+_BASELINES: dict[str, Callable[[torch.Tensor, torch.Tensor | None], torch.Tensor]] = {
     "gradcam": gradient.gradcam,
     "gradcampp": gradient.gradcampp,
     "xgradcam": gradient.xgradcam,
+    "eigencam": lambda a, _: eigen_projection(a),
     "layercam": gradient.layercam,
 }
 
@@ -77,6 +68,11 @@ def pyramid_sizes(height: int, width: int) -> list[tuple[int, int]]:
     ]
 
 
+def _pass_order(sizes: list[tuple[int, int]]) -> list[tuple[int, int]]:
+    """The fundamental scale first (it fixes the targets), then the largest passes first."""
+    return [sizes[0], *sorted(sizes[1:], reverse=True)]
+
+
 def parse_methods(methods: str | Sequence[str]) -> list[str]:
     """Validate method names (a list, a comma-separated string, or ``"all"``)."""
     if isinstance(methods, str):
@@ -88,28 +84,6 @@ def parse_methods(methods: str | Sequence[str]) -> list[str]:
             f"unknown method {', '.join(unknown) or '(none)'}; choose from {', '.join(METHODS)} or all"
         )
     return chosen
-
-
-@dataclass
-class _Captures:
-    """Per layer: the tensors each method needs, per scale (fundamental scale first).
-
-    Layers whose natives outnumber the output pixels (shallow layers: ResNet-50's layer1 holds
-    3.8 native pixels per input pixel over the eight scales) may be summed instead (see
-    :func:`_summed_layers`): their upsampled stacks are added up over the scales as the
-    passes arrive (``sums``), which holds K x H x W per stack instead of the natives' 3.8
-    times as much; ``activations`` and ``gradients`` then hold the fundamental scale alone,
-    for the single-scale baselines.
-    """
-
-    activations: dict[str, list[torch.Tensor]] = field(default_factory=dict)
-    used: list[torch.Tensor] = field(default_factory=list)  # per scale: (n,) bool, in the means
-    gradients: dict[str, list[torch.Tensor]] = field(default_factory=dict)
-    # layer -> stack ("w": PGE, "a", "g") -> (n, K, H, W) sum over the used scales of up(stack)
-    # in chunks of channels (see :func:`_upsampled`)
-    sums: dict[str, dict[str, list[torch.Tensor]]] = field(default_factory=dict)
-    # layer -> (n, H, W) fundamental-scale map M_f of the summed layers
-    fundamental: dict[str, torch.Tensor] = field(default_factory=dict)
 
 
 def _targets_from(target: int | Sequence[int] | None, n: int) -> torch.Tensor | None:
@@ -125,7 +99,7 @@ def _targets_from(target: int | Sequence[int] | None, n: int) -> torch.Tensor | 
     return torch.tensor([int(v) for v in values], dtype=torch.long)
 
 
-def _chooser(given: torch.Tensor | None):
+def _chooser(given: torch.Tensor | None) -> Callable[[torch.Tensor], torch.Tensor]:
     def choose(logits: torch.Tensor) -> torch.Tensor:
         classes = logits.shape[1]
         if given is None:
@@ -140,368 +114,116 @@ def _chooser(given: torch.Tensor | None):
     return choose
 
 
-def _run_group(
+def _warn_negative(name: str, a: torch.Tensor, warned: set[str]) -> None:
+    if name not in warned and float(a.min()) < 0:
+        warned.add(name)
+        warn(
+            f"layer {name!r} has negative activations (min {float(a.min()):.3g}); CAM methods "
+            "assume non-negative (post-ReLU) outputs: explain a post-activation layer instead"
+        )
+
+
+def _passes(
     model: nn.Module,
     modules: dict[str, nn.Module],
     x: torch.Tensor,
     given: torch.Tensor | None,
     methods: list[str],
-    device: torch.device,
+    backend: str,
     progress: tqdm,
-    negative: set[str],
-    own_targets: bool = False,
-) -> tuple[_Captures, torch.Tensor, torch.Tensor]:
-    """All network passes for one group of images (``negative``: layers already warned of)."""
+    warned: set[str],
+    own_targets: bool,
+) -> tuple[dict[str, LayerFuser], torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Every network pass of one group of images, each layer's captures handed to its fuser.
+
+    Returns:
+        The fusers, the fundamental scale's logits, the targets, and (n, passes) flags of
+        the scales that count for each image (in pass order).
+    """
     n, _, height, width = x.shape
     sizes = pyramid_sizes(height, width)
     pyramid = bool(PYRAMID_METHODS & set(methods))
-    grads_needed = bool(GRADIENT_METHODS & set(methods))
-    base_grads = bool(set(_BASELINES) & set(methods))
-    order = [sizes[0], *sorted(sizes[1:], reverse=True)] if pyramid else [sizes[0]]
-    budget = _PASS_PIXELS.get(device.type, _PASS_PIXELS["default"])
-    caps = _Captures()
-    logits_all = torch.empty(0)
-    targets = given
-    for size in order:
-        base = size == sizes[0]
-        xs = x if base else F.interpolate(x, size=size, mode="bicubic", align_corners=False)
+    order = _pass_order(sizes) if pyramid else sizes[:1]
+    budget = _PASS_PIXELS.get(x.device.type, _PASS_PIXELS["default"])
+    fusers = {
+        name: LayerFuser(
+            name,
+            n,
+            order,
+            holistic="holistic" in methods,
+            cameras="cameras" in methods,
+            backend=backend,
+        )
+        for name in modules
+    }
+    logits, targets, used = torch.empty(0), given, []
+    for scale, size in enumerate(order):
+        xs = x if scale == 0 else F.interpolate(x, size=size, mode="bicubic", align_corners=False)
         step = max(1, budget // (size[0] * size[1]))
-        parts: dict[str, dict[str, list[torch.Tensor]]] = {
-            name: {"a": [], "w": [], "g": []} for name in modules
-        }
-        logit_parts = []
+        scale_logits, chosen = [], []
         for i0 in range(0, n, step):
             sub = slice(i0, min(i0 + step, n))
-            if base:
-                chooser = _chooser(given[sub] if given is not None else None)
+            if scale == 0:
+                fixed = given[sub] if given is not None else None
             else:
-                chooser = _chooser(None if own_targets else targets[sub])
-            rec = record_pass(model, modules, xs[sub], chooser, gradients=grads_needed)
-            logit_parts.append((rec.logits, rec.targets))
-            if base and pyramid:
-                summed = _summed_layers(rec.activations, sizes, _compiled(device))
-            used = None if base or not own_targets else rec.targets == targets[sub]
+                fixed = None if own_targets else targets[sub]
+            gradients = bool(GRADIENT_METHODS & set(methods))
+            rec = record_pass(model, modules, xs[sub], _chooser(fixed), gradients=gradients)
+            scale_logits.append(rec.logits)
+            chosen.append(rec.targets)
+            counts = None if scale == 0 or not own_targets else rec.targets == targets[sub]
             for name in modules:
                 # taken out of the record, so that a summed layer's natives go once summed
                 a = rec.activations.pop(name)
-                g = rec.gradients.pop(name, None)
-                if pyramid and name in summed:
-                    _accumulate(caps, name, a, g, methods, n, sub, used, (height, width), base)
-                    if not base:
-                        continue
-                if base and name not in negative and float(a.min()) < 0:
-                    negative.add(name)
-                    warnings.warn(
-                        f"layer {name!r} has negative activations (min {float(a.min()):.3g}); "
-                        "CAM methods assume non-negative (post-ReLU) outputs: explain a "
-                        "post-activation layer instead",
-                        stacklevel=4,
-                    )
-                parts[name]["a"].append(a)
-                if g is not None and (base_grads or pyramid):
-                    parts[name]["g"].append(g)
+                if scale == 0:
+                    _warn_negative(name, a, warned)
+                fusers[name].add(scale, sub, a, rec.gradients.pop(name, None), counts)
             del rec
             progress.update(sub.stop - sub.start)
-        chosen = torch.cat([p[1] for p in logit_parts])
-        if base:
-            logits_all = torch.cat([p[0] for p in logit_parts])
-            targets = chosen
-        caps.used.append((chosen == targets).cpu())
-        for name in modules:
-            for key, store in (("a", caps.activations), ("g", caps.gradients)):
-                chunks = parts[name][key]
-                if chunks:
-                    store.setdefault(name, []).append(
-                        chunks[0] if len(chunks) == 1 else torch.cat(chunks)
-                    )
-    _add_fundamental(caps, methods, (height, width))
-    return caps, logits_all, targets
-
-
-def _compiled(device: torch.device) -> bool:
-    return device.type == "cpu" and _COMPILED_FUSION
-
-
-def _summed_layers(
-    activations: dict[str, torch.Tensor], sizes: list[tuple[int, int]], compiled: bool
-) -> set[str]:
-    """Layers summed over the scales as the passes come (see :class:`_Captures`): those whose
-    natives over all scales outnumber the output pixels; with the compiled fusion, which is
-    fast on natives, only those whose natives would also hold more than
-    ``_HELD_NATIVE_BYTES`` per image (ResNet-50's layer1: 392 MB; MobileNetV2's
-    features.3.conv.0: 220 MB, held)."""
-    height, width = sizes[0]
-    factor = sum(h * w for h, w in sizes) / (height * width)
-    summed = set()
-    for name, a in activations.items():
-        pixels = a.shape[-2] * a.shape[-1] * factor  # natives per channel, all scales
-        held = 2 * a.shape[1] * pixels * a.element_size()  # activations and gradients
-        if pixels > height * width and (not compiled or held > _HELD_NATIVE_BYTES):
-            summed.add(name)
-    return summed
-
-
-def _upsampled(
-    a: torch.Tensor,
-    g: torch.Tensor | None,
-    methods: list[str],
-    size: tuple[int, int],
-) -> Iterator[tuple[str, int, torch.Tensor]]:
-    """One scale's stacks of a summed layer, bilinearly upsampled chunk of channels by chunk:
-    per chunk (its index), "a", then "g" (when CAMERAS needs it), then Holistic-CAM's PGE "w".
-
-    Chunks, and so the sums kept per chunk, stay below glibc's mmap threshold: they reuse the
-    heap that the network passes have freed instead of mapping fresh memory on top of it
-    (whole-layer temporaries raised the peak by up to 140 MB on ResNet-50's layer1).
-    """
-    channels = a.shape[1]
-    layout = _layout(a)
-    step = max(1, _SUM_CHUNK_BYTES // (a.element_size() * size[0] * size[1]))
-    totals = a.sum(dim=(2, 3), keepdim=True) if "holistic" in methods else None
-    for index, k0 in enumerate(range(0, channels, step)):
-        ks = slice(k0, min(k0 + step, channels))
-        chunk = {"a": a[:, ks].contiguous(memory_format=layout)}
-        if g is not None:
-            chunk["g"] = g[:, ks].contiguous(memory_format=layout)
-        if "holistic" in methods:  # PGE may take the chunk's own copy of G, if nothing else
-            own = "cameras" not in methods and not _shares_memory(chunk["g"], g)
-            chunk["w"] = pge_from_totals(chunk["g"], totals[:, ks], overwrite=own)
-            if own:
-                del chunk["g"]
-        for key, stack in chunk.items():
-            up = F.interpolate(stack, size=size, mode="bilinear", align_corners=False)
-            yield key, index, up
-
-
-def _shares_memory(x: torch.Tensor, y: torch.Tensor) -> bool:
-    return x.untyped_storage().data_ptr() == y.untyped_storage().data_ptr()
-
-
-def _accumulate(
-    caps: _Captures,
-    name: str,
-    a: torch.Tensor,
-    g: torch.Tensor | None,
-    methods: list[str],
-    n: int,
-    sub: slice,
-    used: torch.Tensor | None,
-    size: tuple[int, int],
-    base: bool,
-) -> None:
-    """Add one scale's upsampled stacks of ``sub``'s images (those ``used``) to the sums.
-
-    The fundamental scale gives M_f here and joins the sums only after the last pass
-    (:func:`_add_fundamental`): no K x H x W sum is held during the largest passes.
-    """
-    if not base:
-        sums = caps.sums.setdefault(name, {})
-        for key, index, up in _upsampled(a, g, methods, size):
-            _add(sums, key, index, up, n, sub, used)
-    elif "holistic" in methods:
-        mf = a.new_zeros((a.shape[0], *size))
-        ups = {}
-        for key, _, up in _upsampled(a, g, ["holistic"], size):
-            ups[key] = up
-            if key == "w":  # the chunk's "a" came first
-                mf += (ups.pop("w") * ups.pop("a")).sum(dim=1)
-        if name not in caps.fundamental:
-            caps.fundamental[name] = a.new_zeros((n, *size))
-        caps.fundamental[name][sub] = mf
-
-
-def _add(
-    sums: dict[str, list[torch.Tensor]],
-    key: str,
-    index: int,
-    up: torch.Tensor,
-    n: int,
-    sub: slice,
-    used: torch.Tensor | None,
-) -> None:
-    if used is not None:
-        up[~used] = 0
-    chunks = sums.setdefault(key, [])
-    if index < len(chunks):
-        chunks[index][sub] += up
-    elif up.shape[0] == n:
-        chunks.append(up)
-    else:  # laid out as the upsampled stacks are, for a fast sum
-        chunks.append(up.new_zeros((n, *up.shape[1:])).contiguous(memory_format=_layout(up)))
-        chunks[index][sub] = up
-
-
-def _add_fundamental(caps: _Captures, methods: list[str], size: tuple[int, int]) -> None:
-    """Add the fundamental scale, kept as natives during the passes, to every layer's sums."""
-    for name, sums in caps.sums.items():
-        a0 = caps.activations[name][0]
-        g0 = caps.gradients[name][0] if name in caps.gradients else None
-        for key, index, up in _upsampled(a0, g0, methods, size):
-            _add(sums, key, index, up, a0.shape[0], slice(None), None)
-
-
-def _layout(x: torch.Tensor) -> torch.memory_format:
-    if x.is_contiguous(memory_format=torch.channels_last) and not x.is_contiguous():
-        return torch.channels_last
-    return torch.contiguous_format
+        picked = torch.cat(chosen)
+        if scale == 0:
+            logits, targets = torch.cat(scale_logits), picked
+        used.append((picked == targets).cpu())
+    return fusers, logits, targets, torch.stack(used, dim=1)
 
 
 def _ascending(used: np.ndarray, size: tuple[int, int]) -> np.ndarray:
     """(n, scales) flags from the pass order (fundamental, then largest first) to ascending."""
     sizes = pyramid_sizes(*size)
-    order = [sizes[0], *sorted(sizes[1:], reverse=True)]
+    order = _pass_order(sizes)
     return used[:, [order.index(s) for s in sizes]]
 
 
-def _finite(fused: torch.Tensor, layer: str, stacklevel: int = 5) -> torch.Tensor:
-    """Replace non-finite values (PGE's denominator can vanish on negative activations)."""
-    if bool(torch.isfinite(fused).all()):
-        return fused
-    warnings.warn(
-        f"Holistic-CAM at layer {layer!r} produced non-finite values (negative activations?); "
-        "they were set to 0: explain a post-activation layer instead",
-        stacklevel=stacklevel,
-    )
-    return torch.nan_to_num(fused, nan=0.0, posinf=0.0, neginf=0.0)
-
-
-def _group_maps(
-    caps: _Captures,
-    layers: list[str],
-    methods: list[str],
-    size: tuple[int, int],
-    params: dict,
+def _maps(
+    fusers: dict[str, LayerFuser], methods: list[str], used: torch.Tensor, denoising: Denoising
 ) -> tuple[np.ndarray, np.ndarray | None, np.ndarray | None]:
-    """(n, methods, layers, H, W) maps, plus Holistic-CAM's PHA and M_f (n, layers, H, W)."""
-    n = caps.activations[layers[0]][0].shape[0]
+    """(n, methods, layers, H, W) maps, plus Holistic-CAM's PHA and M_f (n, layers, H, W).
+
+    Each layer's captures are let go as soon as its maps are made."""
+    layers = list(fusers)
+    first = fusers[layers[0]]
+    n, size = first.images, first.size
     out = np.zeros((n, len(methods), len(layers), *size), dtype=np.float32)
     holistic = "holistic" in methods
     primary = np.zeros((n, len(layers), *size), dtype=np.float32) if holistic else None
     fundamental = np.zeros_like(primary) if holistic else None
     for li, name in enumerate(layers):
-        acts = caps.activations[name]
-        a0 = acts[0]
-        grads = caps.gradients.get(name)
+        fuser = fusers.pop(name)
+        a0, g0 = fuser.natives(0)
         for mi, method in enumerate(methods):
             if method in _BASELINES:
-                out[:, mi, li] = finish_maps(_BASELINES[method](a0, grads[0]), size).cpu().numpy()
-            elif method == "eigencam":
-                out[:, mi, li] = finish_maps(eigen.eigencam(a0), size).cpu().numpy()
-        if not PYRAMID_METHODS & set(methods):
-            continue
-        if name in caps.sums:
-            _summed_maps(caps, name, methods, params, out[:, :, li], primary, fundamental, li)
-            continue
-        fuse = _compiled_fusion if _compiled(a0.device) else _torch_fusion
-        for i in range(n):
-            keep = [s for s, flags in enumerate(caps.used) if flags[i]]
-            fused = fuse([acts[s][i] for s in keep], [grads[s][i] for s in keep], methods, size)
-            if holistic:
-                pha = _finite(torch.from_numpy(fused["holistic"][0]), name).numpy()
-                mf = _finite(torch.from_numpy(fused["holistic"][1]), name).numpy()
-                primary[i, li], fundamental[i, li] = pha, mf
-                out[i, methods.index("holistic"), li] = holistic_map(
-                    pha, mf, params["threshold"], params["median"], params["box"]
-                )[0]
-            if "cameras" in methods:
-                cam = minmax(torch.relu(torch.from_numpy(fused["cameras"])))
-                out[i, methods.index("cameras"), li] = cam.numpy()
-    return out, primary, fundamental
-
-
-def _torch_fusion(
-    acts: list[torch.Tensor], grads: list[torch.Tensor], methods: list[str], size: tuple[int, int]
-) -> dict[str, object]:
-    """One image's Holistic-CAM (PHA, M_f) and CAMERAS fused map from its used scales' stacks
-    (K, h_s, w_s), fundamental scale first, through torch operations."""
-    holistic = "holistic" in methods
-    natives = {"a": acts, "g": grads}
-    products, base_products = [], []
-    if holistic:
-        natives["s"] = [t.sum(dim=(1, 2), keepdim=True) for t in acts]  # S_k
-        products.append(("w", "a"))
-        base_products.append(("w", "a"))
-    if "cameras" in methods:
-        products.append(("g", "a"))
-    fused, based = channel_products(
-        natives, products, size, base_products=base_products, derived=_PGE
-    )
-    result: dict[str, object] = {}
-    if holistic:
-        result["holistic"] = (fused[("w", "a")].cpu().numpy(), based[("w", "a")].cpu().numpy())
-    if "cameras" in methods:
-        result["cameras"] = fused[("g", "a")].cpu().numpy()
-    return result
-
-
-def _channels_last(stack: torch.Tensor) -> np.ndarray:
-    """(K, h, w) -> C-contiguous (h, w, K) array (a view when the stack is channels-last)."""
-    return stack.permute(1, 2, 0).contiguous().numpy()
-
-
-def _fusion_cpu() -> types.ModuleType:
-    """:mod:`holiwidget.fusion_cpu`, imported at the first fusion, after the passes.
-
-    Its numba and LLVM take about 100 MB resident. Before they load, the heap that the passes
-    freed is handed back to the system (glibc's ``malloc_trim``), so that the compiler's
-    memory takes the place of the passes' instead of adding to it.
-    """
-    if "holiwidget.fusion_cpu" not in sys.modules:
-        # not glibc (macOS, Windows, musl): nothing to hand back this way
-        with contextlib.suppress(AttributeError, OSError, TypeError):
-            ctypes.CDLL(None).malloc_trim(0)
-    from . import fusion_cpu
-
-    return fusion_cpu
-
-
-def _compiled_fusion(
-    acts: list[torch.Tensor], grads: list[torch.Tensor], methods: list[str], size: tuple[int, int]
-) -> dict[str, object]:
-    """:func:`_torch_fusion` through :mod:`holiwidget.fusion_cpu`."""
-    fusion_cpu = _fusion_cpu()
-    threads = torch.get_num_threads()
-    a = [_channels_last(t) for t in acts]
-    g = [_channels_last(t) for t in grads]
-    result: dict[str, object] = {}
-    if "cameras" in methods:
-        result["cameras"] = fusion_cpu.pyramid_products(g, a, size, threads=threads)[0]
-    if "holistic" in methods:
-        totals = torch.stack([t.sum(dim=(1, 2)) for t in acts]).numpy()  # S_k
-        result["holistic"] = fusion_cpu.pyramid_products(a, g, size, totals=totals, threads=threads)
-    return result
-
-
-def _dot_over_chunks(x: list[torch.Tensor], y: list[torch.Tensor], i: int) -> torch.Tensor:
-    """sum_k x[i, k] * y[i, k] over the chunks of channels of two sums."""
-    return sum((a[i] * b[i]).sum(dim=0) for a, b in zip(x, y, strict=True))
-
-
-def _summed_maps(
-    caps: _Captures,
-    name: str,
-    methods: list[str],
-    params: dict,
-    out: np.ndarray,
-    primary: np.ndarray | None,
-    fundamental: np.ndarray | None,
-    li: int,
-) -> None:
-    """Holistic-CAM and CAMERAS of a layer fused from its scale sums (see :class:`_Captures`)."""
-    sums = caps.sums[name]
-    counts = torch.stack(caps.used, dim=1).sum(dim=1).tolist()
-    for i, count in enumerate(counts):
-        if "holistic" in methods:
-            pha = _finite(_dot_over_chunks(sums["w"], sums["a"], i), name, stacklevel=6)
-            pha = (pha / count**2).cpu().numpy()
-            mf = _finite(caps.fundamental[name][i], name, stacklevel=6).cpu().numpy()
-            primary[i, li], fundamental[i, li] = pha, mf
-            out[i, methods.index("holistic")] = holistic_map(
-                pha, mf, params["threshold"], params["median"], params["box"]
-            )[0]
+                out[:, mi, li] = finish_maps(_BASELINES[method](a0, g0), size).cpu().numpy()
+        fused = fuser.fuse(used)
+        del fuser, a0, g0
+        if holistic:
+            primary[:, li], fundamental[:, li] = fused.primary, fused.fundamental
+            for i in range(n):
+                pha, mf = fused.primary[i], fused.fundamental[i]
+                out[i, methods.index("holistic"), li] = denoising.apply(pha, mf)[0]
         if "cameras" in methods:
-            fused = _dot_over_chunks(sums["g"], sums["a"], i) / count**2
-            out[i, methods.index("cameras")] = minmax(torch.relu(fused)).cpu().numpy()
+            cameras = minmax(torch.relu(torch.from_numpy(fused.cameras)))
+            out[:, methods.index("cameras"), li] = cameras.numpy()
+    return out, primary, fundamental
 
 
 def explain(
@@ -510,14 +232,15 @@ def explain(
     layers: str | Sequence[str] = "auto",
     methods: str | Sequence[str] = ("holistic",),
     target: int | Sequence[int] | None = None,
-    threshold: float = 0.5,
-    median: int = 51,
-    box: int = 91,
+    threshold: float = Denoising.threshold,
+    median: int = Denoising.median,
+    box: int = Denoising.box,
     device: str | torch.device = "auto",
     *,
     scale_targets: str = "fixed",
     batch_size: int | None = None,
     progress: bool = False,
+    fusion: str = "auto",
 ) -> xr.Dataset:
     """Explain a CNN's decision at several layers with Holistic-CAM and its baselines.
 
@@ -554,6 +277,9 @@ def explain(
             each image has passes of its own anyway, 32 on an accelerator); memory is bounded
             by this, not by the number of images.
         progress: show a progress bar.
+        fusion: how the pyramid is fused: ``"auto"`` (compiled loops on the CPU, torch
+            operations elsewhere), ``"torch"`` or ``"compiled"`` (CPU only); the two agree to
+            float rounding.
 
     Returns:
         A dataset with ``attribution`` (image, cam, layer, y, x) in [0, 1]; for
@@ -566,71 +292,57 @@ def explain(
         raise HoliwidgetError(f"scale_targets must be 'fixed' or 'own', got {scale_targets!r}")
     if scale_targets == "own" and target is not None:
         raise HoliwidgetError("scale_targets='own' explains each scale's top-1 class; drop target=")
-    check_denoise_parameters(threshold, median, box)
+    denoising = Denoising(threshold, median, box)
     dev = resolve_device(device)
+    backend = resolve_backend(fusion, dev)
     prep = prepare_images(images)
     n = prep.tensor.shape[0]
     given = _targets_from(target, n)
     modules = resolve_layers(model, layers)
-    layer_names = list(modules)
-    if batch_size is not None and (not isinstance(batch_size, int) or batch_size < 1):
-        raise HoliwidgetError(f"batch_size must be a positive integer, got {batch_size!r}")
-    group = batch_size or _GROUP.get(dev.type, _GROUP["default"])
+    group = _GROUP.get(dev.type, _GROUP["default"])
+    if batch_size is not None:
+        group = positive_int(batch_size, "batch_size")
     size = tuple(prep.tensor.shape[-2:])
-    params = {"threshold": float(threshold), "median": int(median), "box": int(box)}
     passes = len(PYRAMID_SIDES) if PYRAMID_METHODS & set(chosen) else 1
 
-    param = next(model.parameters(), None)
-    home = param.device if param is not None else torch.device("cpu")
-    maps, prims, funds, logits, targets = [], [], [], [], []
-    negative: set[str] = set()
-    used: list[torch.Tensor] = []
+    parts: dict[str, list] = {"maps": [], "primary": [], "fundamental": [], "logits": []}
+    parts.update(targets=[], used=[])
+    warned: set[str] = set()
     bar = tqdm(total=n * passes, desc="explain", unit="pass", disable=not progress)
     try:
-        model.to(dev)
-        with prepared(model):
+        with prepared(model, dev):
             for g0 in range(0, n, group):
                 sub = slice(g0, min(g0 + group, n))
+                fixed = given[sub] if given is not None else None
                 x = prep.tensor[sub].to(dev)
-                caps, lg, tg = _run_group(
-                    model,
-                    modules,
-                    x,
-                    given[sub] if given is not None else None,
-                    chosen,
-                    dev,
-                    bar,
-                    negative,
-                    own_targets=scale_targets == "own",
+                fusers, logits, targets, used = _passes(
+                    model, modules, x, fixed, chosen, backend, bar, warned, scale_targets == "own"
                 )
-                m, p, f = _group_maps(caps, layer_names, chosen, size, params)
-                used.append(torch.stack(caps.used, dim=1))
-                del caps
-                maps.append(m)
-                prims.append(p)
-                funds.append(f)
-                logits.append(lg.cpu())
-                targets.append(tg.cpu())
+                maps, primary, fundamental = _maps(fusers, chosen, used, denoising)
+                for key, value in zip(
+                    parts,
+                    (maps, primary, fundamental, logits.cpu(), targets.cpu(), used),
+                    strict=True,
+                ):
+                    parts[key].append(value)
     finally:
-        model.to(home)
         bar.close()
-    from .dataset import build_dataset
-
+    holistic = "holistic" in chosen
     return build_dataset(
-        attribution=np.concatenate(maps),
-        primary=np.concatenate(prims) if prims[0] is not None else None,
-        fundamental=np.concatenate(funds) if funds[0] is not None else None,
+        attribution=np.concatenate(parts["maps"]),
+        primary=np.concatenate(parts["primary"]) if holistic else None,
+        fundamental=np.concatenate(parts["fundamental"]) if holistic else None,
         display=prep.display,
         ids=prep.ids,
         methods=chosen,
-        layers=layer_names,
-        logits=torch.cat(logits),
-        targets=torch.cat(targets),
-        scale_used=_ascending(torch.cat(used).numpy(), size) if passes > 1 else None,
+        layers=list(modules),
+        logits=torch.cat(parts["logits"]),
+        targets=torch.cat(parts["targets"]),
+        scale_used=_ascending(torch.cat(parts["used"]).numpy(), size) if passes > 1 else None,
         model=model,
         params={
-            **params,
-            "layers": layer_names,
+            **denoising.as_dict(),
+            "layers": list(modules),
             "methods": chosen,
             "target": None if given is None else given.tolist(),
             "scales": [list(s) for s in pyramid_sizes(*size)] if passes > 1 else [list(size)],

@@ -7,8 +7,6 @@ pyplot and no global state), so figures can be made headless, in threads and in 
 from __future__ import annotations
 
 import os
-import shutil
-import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -17,6 +15,7 @@ from matplotlib.figure import Figure
 
 from .errors import HoliwidgetError
 from .methods import LABELS
+from .outputs import atomic_output, check_output
 
 __all__ = ["explain_figure", "figure_format", "save_figure"]
 
@@ -157,25 +156,8 @@ def save_figure(fig: Figure, path: str | os.PathLike, *, dpi: float | None = Non
     Raises:
         HoliwidgetError: unknown extension, missing folder, or a file that cannot be written.
     """
-    out = Path(path)
-    fmt = figure_format(out)
-    folder = out.parent
-    if not folder.is_dir():
-        raise HoliwidgetError(
-            f"folder {folder} does not exist; create it or choose another figure path"
-        )
-    if out.is_dir():
-        raise HoliwidgetError(f"{out} is a folder; choose a file name for the figure")
-    try:
-        tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=folder))
-    except OSError as exc:
-        raise HoliwidgetError(f"cannot write to {folder} ({exc.strerror})") from None
-    try:
-        part = tmp / out.name
+    fmt = figure_format(path)
+    out = check_output(path, "figure")
+    with atomic_output(out, "figure") as part:
         fig.savefig(part, format=fmt, dpi=dpi if dpi is not None else "figure")
-        os.replace(part, out)
-    except OSError as exc:
-        raise HoliwidgetError(f"cannot write figure {out} ({exc.strerror or exc})") from None
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
     return out

@@ -2,12 +2,18 @@
 
 from __future__ import annotations
 
+import csv
 import os
 from pathlib import Path
 
+import numpy as np
 import pytest
+import reference as ref
 import torch
+import xarray as xr
 from torch import nn
+
+import holiwidget
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -64,3 +70,85 @@ def tiny() -> TinyCNN:
 @pytest.fixture(autouse=True)
 def _two_threads() -> None:
     torch.set_num_threads(2)
+
+
+# --------------------------------------------------------------------------------------
+# Real models and images shared by the engine, capture, layer and fusion tests
+
+#: The single-scale methods (compared with pytorch-grad-cam).
+BASE_METHODS = ("gradcam", "gradcampp", "xgradcam", "layercam", "eigencam")
+
+
+def rel_diff(ours: np.ndarray, theirs: np.ndarray) -> float:
+    """Max absolute difference relative to the range of ``theirs``."""
+    span = float(np.ptp(theirs))
+    return float(np.abs(ours - theirs).max()) / (span if span > 0 else 1.0)
+
+
+def minmax_np(a: np.ndarray) -> np.ndarray:
+    a = a.astype(np.float64)
+    span = a.max() - a.min()
+    return (a - a.min()) / span if span > 0 else np.zeros_like(a)
+
+
+def hook_count(model: nn.Module) -> int:
+    """Every module hook and every parameter tensor hook on the model."""
+    total = 0
+    for m in model.modules():
+        for attr in (
+            "_forward_hooks",
+            "_forward_pre_hooks",
+            "_backward_hooks",
+            "_backward_pre_hooks",
+        ):
+            total += len(getattr(m, attr))
+    for p in model.parameters():
+        total += len(p._backward_hooks or {})
+    return total
+
+
+def labels(shared: Path) -> dict[str, int]:
+    out: dict[str, int] = {}
+    with open(shared / "data" / "imagenet-val-1300" / "annotations.csv") as fh:
+        for row in csv.DictReader(fh):
+            out.setdefault(row["image"], int(row["label"]))
+    return out
+
+
+@pytest.fixture(scope="module")
+def three(imagenet_images, shared) -> tuple[torch.Tensor, list[int]]:
+    """Three real ImageNet images (normalised, 224x224) and their ground-truth classes."""
+    lab = labels(shared)
+    paths = imagenet_images[:3]
+    x = torch.cat([ref.preprocess(p) for p in paths])
+    targets = [lab[p.name] for p in paths]
+    assert len(set(targets)) == 3
+    return x, targets
+
+
+@pytest.fixture(scope="module")
+def mobilenet(mobilenet_weights) -> nn.Module:
+    return holiwidget.load_model("mobilenet_v2", weights=mobilenet_weights)
+
+
+@pytest.fixture(scope="module")
+def resnet() -> nn.Module:
+    torch.manual_seed(0)
+    return holiwidget.load_model("resnet50", weights=None)
+
+
+@pytest.fixture(scope="module")
+def mobilenet_singles(mobilenet, three) -> list[xr.Dataset]:
+    """Each of the three images explained alone: features.18, every method."""
+    torch.set_num_threads(2)
+    x, targets = three
+    return [
+        holiwidget.explain(
+            mobilenet, x[i : i + 1], layers="features.18", methods="all", target=targets[i]
+        )
+        for i in range(3)
+    ]
+
+
+def tiny_image(seed: int = 0) -> np.ndarray:
+    return np.random.default_rng(seed).integers(0, 256, (96, 80, 3), dtype=np.uint8)

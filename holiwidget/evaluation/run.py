@@ -25,7 +25,7 @@ from ..devices import resolve_device
 from ..engine import parse_methods
 from ..errors import HoliwidgetError
 from ..layers import resolve_layers
-from ..methods.holistic import check_denoise_parameters
+from ..methods.holistic import Denoising
 from ..metrics.causal import check_step
 from ..models import model_info
 from .inputs import AnnotationsLike, EvaluationItem, collect_inputs
@@ -66,9 +66,9 @@ def evaluate(
     step: int = 224,
     seed: int = 0,
     limit: int | None = None,
-    threshold: float = 0.5,
-    median: int = 51,
-    box: int = 91,
+    threshold: float = Denoising.threshold,
+    median: int = Denoising.median,
+    box: int = Denoising.box,
     device: str | torch.device = "auto",
     output: str | os.PathLike | None = None,
     workers: int | None = None,
@@ -135,7 +135,7 @@ def evaluate(
     step = check_step(step)
     if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
         raise HoliwidgetError(f"seed must be a non-negative integer, got {seed!r}")
-    check_denoise_parameters(threshold, median, box)
+    denoising = Denoising(threshold, median, box)
     if workers is not None and scheduler is not None:
         raise HoliwidgetError("give workers or scheduler, not both")
     for name, value in (("workers", workers), ("threads", threads)):
@@ -162,9 +162,7 @@ def evaluate(
         target=target,
         step=step,
         seed=seed,
-        threshold=float(threshold),
-        median=int(median),
-        box=int(box),
+        **denoising.as_dict(),
     )
 
     store = ResultStore(output, protocol) if output is not None else None

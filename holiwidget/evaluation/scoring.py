@@ -23,6 +23,7 @@ from torch import nn
 from ..engine import explain
 from ..errors import HoliwidgetError
 from ..images import prepare_images
+from ..methods.holistic import Denoising
 from ..metrics.causal import BLUR_KERNEL, BLUR_SIGMA, insertion_deletion
 from ..metrics.pointing import centre_prior_epg, energy_pointing_game
 from ..metrics.road import PERCENTILES, road_scores
@@ -65,9 +66,9 @@ class Protocol:
     seed: int
     road_noise: float = 0.01
     percentiles: tuple[float, ...] = tuple(float(p) for p in PERCENTILES)
-    threshold: float = 0.5
-    median: int = 51
-    box: int = 91
+    threshold: float = Denoising.threshold
+    median: int = Denoising.median
+    box: int = Denoising.box
     input_size: int = 224
     substrates: dict = field(
         default_factory=lambda: {

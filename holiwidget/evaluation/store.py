@@ -19,7 +19,6 @@ import logging
 import os
 import re
 import shutil
-import tempfile
 import zlib
 from collections.abc import Iterable, Sequence
 from pathlib import Path
@@ -31,9 +30,10 @@ from ..dataset import open_dataset, package_versions, save_dataset
 from ..errors import HoliwidgetError
 from ..methods import LABELS
 from ..metrics.causal import curve_fractions
+from ..outputs import atomic_output, write_bytes
 from .scoring import ImageRecord, Protocol
 
-__all__ = ["ResultStore", "build_results", "records_from_results", "write_atomic"]
+__all__ = ["ResultStore", "build_results", "records_from_results"]
 
 log = logging.getLogger(__name__)
 
@@ -187,38 +187,21 @@ class ResultStore:
         """Keep a finished image (atomically)."""
         if not self.partial.is_dir():
             self.partial.mkdir(parents=False, exist_ok=True)
-            write_atomic(self.partial / "protocol.json", self.protocol.to_json().encode())
+            write_bytes(
+                self.partial / "protocol.json", self.protocol.to_json().encode(), "protocol"
+            )
         arrays = {f"v_{k}": np.asarray(v) for k, v in record.values.items()}
         arrays["image"] = np.array(record.image)
         arrays["error"] = np.array(record.error or "")
         path = self.partial / _file_name(record.image)
-        fd, tmp = tempfile.mkstemp(prefix=".", suffix=".npz", dir=self.partial)
-        try:
-            with os.fdopen(fd, "wb") as fh:
-                np.savez(fh, **arrays)
-            os.replace(tmp, path)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
+        with atomic_output(path, "result") as part, open(part, "wb") as fh:
+            np.savez(fh, **arrays)
 
     def finish(self, ds: xr.Dataset) -> Path:
         """Write the results whole, then drop the per-image files."""
         path = save_dataset(ds, self.output)
         shutil.rmtree(self.partial, ignore_errors=True)
         return path
-
-
-def write_atomic(path: Path, data: bytes) -> None:
-    """Write a small file whole or not at all (a temporary file renamed into place)."""
-    fd, tmp = tempfile.mkstemp(prefix=".", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def _read_record(path: Path) -> ImageRecord | None:

@@ -19,7 +19,7 @@ import xarray as xr
 from scipy import stats
 
 from ..methods import LABELS
-from .store import write_atomic
+from ..outputs import write_bytes
 
 __all__ = ["HEADERS", "summary_markdown", "summary_paths", "summary_table", "write_summary"]
 
@@ -146,6 +146,6 @@ def write_summary(results: xr.Dataset, output: str | os.PathLike) -> tuple[Path,
     """
     md, csv = summary_paths(output)
     table = summary_table(results)
-    write_atomic(md, summary_markdown(results, table).encode())
-    write_atomic(csv, table.to_csv(index=False, float_format="%.4f").encode())
+    write_bytes(md, summary_markdown(results, table).encode())
+    write_bytes(csv, table.to_csv(index=False, float_format="%.4f").encode())
     return md, csv

@@ -15,8 +15,6 @@ import io
 import json
 import logging
 import os
-import shutil
-import tempfile
 import time
 import warnings
 from collections.abc import Callable, Iterator, Sequence
@@ -35,8 +33,9 @@ from ..errors import HoliwidgetError
 from ..figure import ALPHA, figure_format
 from ..layers import resolve_layers
 from ..methods import LABELS, METHODS, PYRAMID_METHODS
-from ..methods.holistic import check_denoise_parameters
+from ..methods.holistic import Denoising
 from ..models import class_names
+from ..outputs import atomic_output, check_output
 from . import curves as _curves
 from .state import (
     ImageSource,
@@ -123,9 +122,9 @@ class Explorer:
         *,
         dataset: xr.Dataset | str | os.PathLike | None = None,
         target: int | None = None,
-        threshold: float = 0.5,
-        median: int = 51,
-        box: int = 91,
+        threshold: float = Denoising.threshold,
+        median: int = Denoising.median,
+        box: int = Denoising.box,
         device: str | torch.device = "auto",
         interactive: bool = True,
     ) -> None:
@@ -133,7 +132,7 @@ class Explorer:
             raise HoliwidgetError(
                 "pass a model (to explain images) or a dataset (to browse it), not both or neither"
             )
-        check_denoise_parameters(threshold, median, box)
+        Denoising(threshold, median, box)
         self._model = model
         self._device = device
         self._quiet = 0
@@ -1040,12 +1039,8 @@ class Explorer:
         from PIL import Image
 
         self._ensure()
-        out = Path(path)
-        fmt = figure_format(out)
-        if not out.parent.is_dir():
-            raise HoliwidgetError(
-                f"folder {out.parent} does not exist; create it or choose another path"
-            )
+        fmt = figure_format(path)
+        out = check_output(path, "figure")
         tiles = {}
         for name, fig in self.views.figures.items():
             buf = io.BytesIO()
@@ -1061,13 +1056,9 @@ class Explorer:
             sheet.paste(tile, (x, 0))
             x += tile.width
         sheet.paste(tiles["grid"], (0, max(t.height for t in top)))
-        tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
-        try:
-            part = tmp / out.name
-            sheet.save(part, format="JPEG" if fmt in ("jpg", "jpeg") else fmt.upper())
-            os.replace(part, out)
-        except (OSError, KeyError, ValueError) as exc:
-            raise HoliwidgetError(f"cannot write {out} ({exc})") from None
-        finally:
-            shutil.rmtree(tmp, ignore_errors=True)
+        with atomic_output(out, "figure") as part:
+            try:
+                sheet.save(part, format="JPEG" if fmt in ("jpg", "jpeg") else fmt.upper())
+            except (KeyError, ValueError) as exc:
+                raise HoliwidgetError(f"cannot write {out} ({exc})") from None
         return out

@@ -4,7 +4,9 @@
   fundamental-scale denoising with the low-pass wrap (FSD).
 - :mod:`.gradient`: single-scale gradient methods: Grad-CAM, Grad-CAM++, XGrad-CAM, Layer-CAM.
 - :mod:`.eigen`: Eigen-CAM (no gradient, no class).
-- CAMERAS is Holistic-CAM's fusion with plain gradients (:func:`holiwidget.resize.channel_products`).
+- CAMERAS is Holistic-CAM's fusion with plain gradients (:mod:`holiwidget.fusion`).
+- :mod:`.finish`: the common ending (ReLU, upsampling, min-max) that turns raw maps into
+  [0, 1] maps at the input size.
 """
 
 from __future__ import annotations

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import torch
 
-__all__ = ["eigen_projection", "eigencam"]
+__all__ = ["eigen_projection"]
 
 
 def eigen_projection(activation: torch.Tensor) -> torch.Tensor:
@@ -31,8 +31,3 @@ def eigen_projection(activation: torch.Tensor) -> torch.Tensor:
     corr = ((proj - proj.mean(1, keepdim=True)) * (mean - mean.mean(1, keepdim=True))).sum(1)
     sign = torch.where(corr < 0, -1.0, 1.0).to(proj.dtype)
     return (proj * sign[:, None]).reshape(n, h, w).to(activation.dtype)
-
-
-def eigencam(activation: torch.Tensor) -> torch.Tensor:
-    """Eigen-CAM raw maps (N, h, w): the signed projection of :func:`eigen_projection`."""
-    return eigen_projection(activation)

@@ -1,7 +1,7 @@
 """Single-scale gradient methods on one layer's output A (N, K, h, w) and gradient G = dy_c/dA.
 
 Each function returns raw maps (N, h, w) at the layer's resolution, before the common ReLU,
-upsampling and min-max of :func:`holiwidget.maps.finish_maps`.
+upsampling and min-max of :func:`holiwidget.methods.finish.finish_maps`.
 """
 
 from __future__ import annotations

@@ -1,10 +1,13 @@
 """Holistic-CAM (Chen et al., ACM MM 2024): PGE weights and fundamental-scale denoising.
 
 The fusion across the eight-scale input pyramid (the primary attribution map, PHA) is
-:func:`holiwidget.resize.channel_products`; this module holds what comes before and after it.
+:mod:`holiwidget.fusion`; this module holds what comes before it (PGE) and after it (FSD).
 """
 
 from __future__ import annotations
+
+import numbers
+from dataclasses import dataclass
 
 import cv2
 import numpy as np
@@ -14,7 +17,7 @@ from ..errors import HoliwidgetError
 
 __all__ = [
     "PGE_EPS",
-    "check_denoise_parameters",
+    "Denoising",
     "holistic_map",
     "low_pass_wrap",
     "pge_from_totals",
@@ -59,15 +62,60 @@ def pge_from_totals(
     return g2.mul_(g).div_(den)  # alpha * G+ = G+^3 / den (0 where G+ == 0)
 
 
-def check_denoise_parameters(threshold: float, median: int, box: int) -> None:
-    """Raise a one-line :class:`HoliwidgetError` unless the FSD parameters are valid."""
-    if not isinstance(threshold, (int, float)) or not 0 < float(threshold) <= 1:
-        raise HoliwidgetError(f"threshold must be in (0, 1], got {threshold!r}; the default is 0.5")
-    for name, k in (("median", median), ("box", box)):
-        if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or k < 1 or k % 2 == 0:
+@dataclass(frozen=True)
+class Denoising:
+    """Holistic-CAM's fundamental-scale denoising (FSD) parameters, validated when made.
+
+    The one home of the defaults (the paper's: tau 0.5, median 51, box 91, for 224 x 224).
+
+    Attributes:
+        threshold: the fusion denoising threshold tau, in (0, 1].
+        median: the median kernel m of the low-pass wrap (odd, >= 1; 1 is no filter).
+        box: the box kernel b of the low-pass wrap, the low-pass cutoff (odd, >= 1).
+
+    Raises:
+        HoliwidgetError: a value out of range, in one line with the defaults.
+    """
+
+    threshold: float = 0.5
+    median: int = 51
+    box: int = 91
+
+    def __post_init__(self) -> None:
+        t = self.threshold
+        if isinstance(t, bool) or not isinstance(t, numbers.Real) or not 0 < float(t) <= 1:
             raise HoliwidgetError(
-                f"{name} kernel must be an odd positive integer, got {k!r} (defaults: median 51, box 91)"
+                f"threshold must be in (0, 1], got {t!r}; the default is {Denoising.threshold}"
             )
+        for name in ("median", "box"):
+            k = getattr(self, name)
+            if isinstance(k, bool) or not isinstance(k, numbers.Integral) or k < 1 or k % 2 == 0:
+                raise HoliwidgetError(
+                    f"{name} kernel must be an odd positive integer, got {k!r} "
+                    f"(defaults: median {Denoising.median}, box {Denoising.box})"
+                )
+            object.__setattr__(self, name, int(k))
+        object.__setattr__(self, "threshold", float(t))
+
+    def as_dict(self) -> dict[str, float | int]:
+        """``{"threshold": ..., "median": ..., "box": ...}``."""
+        return {"threshold": self.threshold, "median": self.median, "box": self.box}
+
+    def apply(
+        self, primary: np.ndarray, fundamental: np.ndarray, *, denoise: bool = True
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """The final map from a kept PHA and M_f: see :func:`holistic_map`."""
+        pha = np.asarray(primary, dtype=np.float32)
+        if denoise:
+            lpw = low_pass_wrap(fundamental, self.threshold, self.median, self.box)
+            h = pha * lpw.astype(np.float32)
+        else:
+            lpw = np.full(pha.shape, 255, dtype=np.uint8)
+            h = pha
+        lo, hi = h.min(), h.max()
+        if not hi > lo:
+            return np.zeros(h.shape, dtype=np.float32), lpw
+        return ((h - lo) / (hi - lo + np.float32(1e-8))).astype(np.float32), lpw
 
 
 def low_pass_wrap(fundamental: np.ndarray, threshold: float, median: int, box: int) -> np.ndarray:
@@ -105,9 +153,9 @@ def low_pass_wrap(fundamental: np.ndarray, threshold: float, median: int, box: i
 def holistic_map(
     primary: np.ndarray,
     fundamental: np.ndarray,
-    threshold: float = 0.5,
-    median: int = 51,
-    box: int = 91,
+    threshold: float = Denoising.threshold,
+    median: int = Denoising.median,
+    box: int = Denoising.box,
     *,
     denoise: bool = True,
 ) -> tuple[np.ndarray, np.ndarray]:
@@ -127,15 +175,4 @@ def holistic_map(
     Returns:
         The map in [0, 1] (float32) and the low-pass wrap (uint8; all 255 when not denoising).
     """
-    check_denoise_parameters(threshold, median, box)
-    pha = np.asarray(primary, dtype=np.float32)
-    if denoise:
-        lpw = low_pass_wrap(fundamental, threshold, median, box)
-        h = pha * lpw.astype(np.float32)
-    else:
-        lpw = np.full(pha.shape, 255, dtype=np.uint8)
-        h = pha
-    lo, hi = h.min(), h.max()
-    if not hi > lo:
-        return np.zeros(h.shape, dtype=np.float32), lpw
-    return ((h - lo) / (hi - lo + np.float32(1e-8))).astype(np.float32), lpw
+    return Denoising(threshold, median, box).apply(primary, fundamental, denoise=denoise)

@@ -1,12 +1,11 @@
-"""Turning raw attribution maps into comparable [0, 1] maps."""
+"""How raw attribution maps become comparable [0, 1] maps at the input size."""
 
 from __future__ import annotations
 
 import torch
+import torch.nn.functional as F
 
-from .resize import resize_maps
-
-__all__ = ["finish_maps", "minmax"]
+__all__ = ["finish_maps", "minmax", "resize_maps"]
 
 
 def minmax(maps: torch.Tensor) -> torch.Tensor:
@@ -28,6 +27,17 @@ def minmax(maps: torch.Tensor) -> torch.Tensor:
         span > 0, (flat - lo) / torch.where(span > 0, span, 1), torch.zeros_like(flat)
     )
     return out.view_as(maps)
+
+
+def resize_maps(maps: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+    """Bilinear resize (``align_corners=False``) of a stack of 2-D maps (..., h, w)."""
+    if maps.shape[-2:] == tuple(size):
+        return maps
+    lead = maps.shape[:-2]
+    flat = maps.reshape(1, -1, *maps.shape[-2:])
+    return F.interpolate(flat, size=size, mode="bilinear", align_corners=False).reshape(
+        *lead, *size
+    )
 
 
 def finish_maps(native: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:

@@ -15,20 +15,18 @@ release the GIL). Stacks are channels-last: (h_s, w_s, K), the layout oneDNN giv
 
 from __future__ import annotations
 
-import functools
 import itertools
 import os
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
-import torch
 from numba import njit
 
-from .methods.holistic import PGE_EPS
-from .resize import bilinear_matrix
+from ..methods.holistic import PGE_EPS
+from .bilinear import taps
 
-__all__ = ["pyramid_products"]
+__all__ = ["compiled_products"]
 
 _EPS = np.float32(PGE_EPS)
 _TWO = np.float32(2.0)
@@ -104,19 +102,6 @@ def _fuse_rows(xs, ys, totals, widths, iy, ly, ix, lx, mean, base, first, stop):
             mean[r, c] = dot * inv
 
 
-@functools.lru_cache(maxsize=256)
-def _taps(n_in: int, n_out: int) -> tuple[np.ndarray, np.ndarray]:
-    """Per output index: the two input indices bilinear interpolation reads, and their weights
-    (the second weight 0 where one input suffices)."""
-    matrix = bilinear_matrix(n_in, n_out, dtype=torch.float64).numpy()
-    first = np.argmax(matrix != 0, axis=1)
-    second = np.minimum(first + 1, n_in - 1)
-    rows = np.arange(n_out)
-    weights = np.stack([matrix[rows, first], matrix[rows, second]], axis=1)
-    weights[second == first, 1] = 0
-    return np.stack([first, second], axis=1).astype(np.int64), weights.astype(np.float32)
-
-
 # Worker threads kept between calls (starting threads costs milliseconds on a loaded machine),
 # by pool size; a forked child starts without them.
 _POOLS: dict[int, ThreadPoolExecutor] = {}
@@ -135,7 +120,7 @@ def _in_threads(calls: list[tuple]) -> None:
         job.result()
 
 
-def pyramid_products(
+def compiled_products(
     xs: Sequence[np.ndarray],
     ys: Sequence[np.ndarray],
     size: tuple[int, int],
@@ -177,13 +162,13 @@ def pyramid_products(
     if totals is None:
         totals = np.zeros((0, channels), dtype=np.float32)
     totals = np.ascontiguousarray(totals, dtype=np.float32)
-    iy, ly = zip(*(_taps(x.shape[0], height) for x in xs), strict=True)
-    ix, lx = zip(*(_taps(x.shape[1], width) for x in xs), strict=True)
-    taps = (np.stack(iy), np.stack(ly), np.stack(ix), np.stack(lx))
+    iy, ly = zip(*(taps(x.shape[0], height) for x in xs), strict=True)
+    ix, lx = zip(*(taps(x.shape[1], width) for x in xs), strict=True)
+    weights = (np.stack(iy), np.stack(ly), np.stack(ix), np.stack(lx))
     widths = np.array([x.shape[1] for x in xs], dtype=np.int64)
     mean = np.empty(size, dtype=np.float32)
     base = np.empty(size, dtype=np.float32)
-    args = (rows, rows_y, totals, widths, *taps, mean, base)
+    args = (rows, rows_y, totals, widths, *weights, mean, base)
     bounds = np.linspace(0, height, max(1, threads) + 1).astype(np.int64)
     _in_threads([(_fuse_rows, *args, lo, hi) for lo, hi in itertools.pairwise(bounds)])
     return mean, base
