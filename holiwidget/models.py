@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import logging
+import difflib
 import os
 import urllib.error
 from pathlib import Path
@@ -14,8 +14,6 @@ from torchvision import models as tvm
 from .errors import HoliwidgetError
 
 __all__ = ["class_names", "load_model", "model_info"]
-
-log = logging.getLogger(__name__)
 
 _INFO_ATTR = "_holiwidget_info"
 
@@ -44,8 +42,6 @@ def load_model(name: str, weights: str | os.PathLike | None = "DEFAULT") -> nn.M
     """
     known = _classification_models()
     if name not in known:
-        import difflib
-
         close = difflib.get_close_matches(name, known, n=4)
         hint = f"closest: {', '.join(close)}" if close else "see torchvision.models.list_models()"
         raise HoliwidgetError(f"unknown model {name!r} ({hint})")

@@ -6,6 +6,7 @@ from __future__ import annotations
 import datetime
 import io
 import json
+import subprocess
 from pathlib import Path
 
 import numpy as np
@@ -347,7 +348,7 @@ def test_candidate_layers_are_non_negative_outputs(tiny) -> None:
 
 def test_lab_command_starts_jupyterlab_on_the_notebook(monkeypatch) -> None:
     calls = []
-    monkeypatch.setattr(cli.subprocess, "call", lambda cmd, **kw: calls.append(cmd) or 0)
+    monkeypatch.setattr(subprocess, "call", lambda cmd, **kw: calls.append(cmd) or 0)
     assert cli.main(["lab", "--port", "8899", "--no-browser"]) == 0
     cmd = calls[0]
     assert cmd[1:4] == ["-m", "jupyterlab", "notebooks/explorer.ipynb"]
@@ -358,7 +359,7 @@ def test_lab_command_starts_jupyterlab_on_the_notebook(monkeypatch) -> None:
 def test_explorer_notebook_reads_the_weights_from_the_environment() -> None:
     import nbformat
 
-    nb = nbformat.read(Path(cli.__file__).parents[1] / "notebooks" / "explorer.ipynb", 4)
+    nb = nbformat.read(Path(cli.__file__).parents[2] / "notebooks" / "explorer.ipynb", 4)
     params = [c for c in nb.cells if "parameters" in c.metadata.get("tags", [])]
     assert params and 'os.environ.get("HOLIWIDGET_WEIGHTS", "DEFAULT")' in params[0].source
     code = "\n".join(c.source for c in nb.cells if c.cell_type == "code")

@@ -24,10 +24,13 @@ import ipywidgets as W
 import numpy as np
 import torch
 import xarray as xr
+from IPython.display import display
+from PIL import Image
 from torch import nn
 
 from ..dataset import open_dataset
 from ..dataset import save_dataset as _save_dataset
+from ..devices import resolve_device
 from ..engine import explain, parse_methods
 from ..errors import HoliwidgetError
 from ..figure import ALPHA, figure_format
@@ -443,20 +446,14 @@ class Explorer:
     # display and public state
 
     def _ipython_display_(self) -> None:
-        from IPython.display import display
-
         display(self.app)
-        self._first()
-
-    def show(self) -> W.VBox:
-        """The app widget (display it; the first maps are computed on first use)."""
-        return self.app
+        self._first_maps()
 
     @_action
-    def _first(self) -> None:
-        self._ensure()
+    def _first_maps(self) -> None:
+        self._ensure_maps()
 
-    def _ensure(self) -> None:
+    def _ensure_maps(self) -> None:
         """Compute the first maps if nothing is shown yet."""
         if self._ds is None and not self._busy:
             self._load(self.image.value, self._first_target)
@@ -467,7 +464,7 @@ class Explorer:
         the parameters (``attrs["parameters"]``) and the explorer's settings
         (``attrs["explorer"]``: image, target, current layer and method, probe, opacity),
         plus the insertion / deletion curves when computed."""
-        self._ensure()
+        self._ensure_maps()
         if self._ds is None:
             raise HoliwidgetError(f"nothing computed yet ({self.last_error or 'no maps'})")
         ds = self._ds.copy(deep=True)
@@ -594,8 +591,6 @@ class Explorer:
         return self._predictions[key]
 
     def _pass_device(self) -> torch.device:
-        from ..devices import resolve_device
-
         return resolve_device(self._device)
 
     def _explain(self, key: str, target: int, layers: list[str], methods: list[str]) -> xr.Dataset:
@@ -638,7 +633,7 @@ class Explorer:
             with self._silently():
                 self.target.options = [(self._browse_label(ds), self._target)]
                 self.target.value = self._target
-            self._install(ds, cached=True)
+            self._show_dataset(ds, cached=True)
             return
         preds = self._prediction(key)
         if target is None:
@@ -659,7 +654,7 @@ class Explorer:
             self._cache.put(key, target, layers, full)
             ds = self._cache.get(key, target, layers, methods)
         self._image_key, self._target = key, target
-        self._install(ds, cached=cached)
+        self._show_dataset(ds, cached=cached)
 
     def _browse_dataset(self, key: str, layers: list[str], methods: list[str]) -> xr.Dataset:
         image_id = self._sources[key].label
@@ -697,7 +692,7 @@ class Explorer:
             if len(self.search.options) != len(preds.names):
                 self.search.options = [f"{name} ({i})" for i, name in enumerate(preds.names)]
 
-    def _install(self, ds: xr.Dataset, *, cached: bool) -> None:
+    def _show_dataset(self, ds: xr.Dataset, *, cached: bool) -> None:
         """Make ``ds`` the current dataset and update every view in place."""
         with_lpw(ds)
         params = json.loads(ds.attrs.get("parameters", "{}"))
@@ -812,7 +807,7 @@ class Explorer:
     @_action
     def _on_selection(self, change: dict) -> None:
         if self._image_key is None:
-            self._ensure()
+            self._ensure_maps()
             return
         self._load(self._image_key, self._target)
 
@@ -853,7 +848,7 @@ class Explorer:
 
     def set_target(self, index: int) -> None:
         """Explain class ``index`` for the current image (adds it to the target list)."""
-        self._ensure()
+        self._ensure_maps()
         if self._model is None:
             raise HoliwidgetError("browsing a saved dataset: the target is fixed (needs a model)")
         names = self._class_names()
@@ -882,7 +877,7 @@ class Explorer:
             )
             return
         if self._ds is None:
-            self._ensure()
+            self._ensure_maps()
             return
         self._redenoise()
 
@@ -952,7 +947,7 @@ class Explorer:
 
     def probe_at(self, y: int, x: int) -> None:
         """Probe pixel (y, x): crosshairs on every view and its values across layers and methods."""
-        self._ensure()
+        self._ensure_maps()
         height, width = self._ds.sizes["y"], self._ds.sizes["x"]
         if not (0 <= y < height and 0 <= x < width):
             raise HoliwidgetError(f"pixel ({y}, {x}) is outside the {height} x {width} maps")
@@ -989,7 +984,7 @@ class Explorer:
 
     def compute_curves(self) -> dict:
         """Insertion and deletion curves of the current map (from holiwidget.metrics)."""
-        self._ensure()
+        self._ensure_maps()
         if self._model is None:
             raise HoliwidgetError("insertion and deletion curves need the model")
         li, mi = self._indices()
@@ -1036,9 +1031,7 @@ class Explorer:
 
     def save_figure(self, path: str | os.PathLike) -> Path:
         """Write every view, laid out as in the app, to one image (PNG), atomically."""
-        from PIL import Image
-
-        self._ensure()
+        self._ensure_maps()
         fmt = figure_format(path)
         out = check_output(path, "figure")
         tiles = {}

@@ -1,0 +1,116 @@
+"""The options and argument types that several commands share."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from ..dataset import dataset_format
+from ..methods import METHODS
+from ..methods.holistic import Denoising
+from ..outputs import check_output
+
+__all__ = [
+    "add_denoising_options",
+    "add_explained_options",
+    "add_model_options",
+    "add_verbose",
+    "check_dataset_path",
+    "denoising_from",
+    "positive_int",
+    "target_type",
+    "weights_type",
+]
+
+
+def positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
+    return value
+
+
+def target_type(text: str) -> int | None:
+    if text.strip().lower() == "auto":
+        return None
+    try:
+        return int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"expected 'auto' or a class index (integer), got {text!r}"
+        ) from None
+
+
+def weights_type(text: str) -> str | None:
+    return None if text.strip().lower() == "none" else text
+
+
+def add_verbose(parser: argparse.ArgumentParser, default: object) -> None:
+    # On the main parser and on each command, so -v works before or after the command; the
+    # commands' default is SUPPRESS so that it does not overwrite a -v given before them.
+    parser.add_argument(
+        "-v",
+        "--verbose",
+        action="store_true",
+        default=default,
+        help="log progress and show a progress bar",
+    )
+
+
+def add_model_options(parser: argparse.ArgumentParser, example: str) -> None:
+    """--model and --weights (every command that runs a network)."""
+    group = parser.add_argument_group("model")
+    group.add_argument("--model", required=True, help=f"torchvision model name, e.g. {example}")
+    group.add_argument(
+        "--weights",
+        type=weights_type,
+        default="DEFAULT",
+        help="DEFAULT, a torchvision weights name, a state_dict file (.pth), or none (random)",
+    )
+
+
+def add_explained_options(parser: argparse.ArgumentParser, methods_default: str) -> None:
+    """--layers, --methods and --device."""
+    group = parser.add_argument_group("what is explained")
+    group.add_argument(
+        "--layers", default="auto", help="auto (the holistic stage) or comma-separated names"
+    )
+    group.add_argument(
+        "--methods",
+        default=methods_default,
+        help=f"comma-separated methods or all ({', '.join(METHODS)}); default {methods_default}",
+    )
+    group.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N or mps")
+
+
+def add_denoising_options(parser: argparse.ArgumentParser) -> None:
+    """--threshold, --median and --box: Holistic-CAM's denoising."""
+    group = parser.add_argument_group("Holistic-CAM denoising")
+    group.add_argument(
+        "--threshold",
+        type=float,
+        default=Denoising.threshold,
+        help=f"denoising threshold tau in (0, 1], default {Denoising.threshold}",
+    )
+    group.add_argument(
+        "--median",
+        type=int,
+        default=Denoising.median,
+        help=f"median kernel (odd), default {Denoising.median}",
+    )
+    group.add_argument(
+        "--box", type=int, default=Denoising.box, help=f"box kernel (odd), default {Denoising.box}"
+    )
+
+
+def denoising_from(args: argparse.Namespace) -> Denoising:
+    """The denoising options, validated (before the network is loaded)."""
+    return Denoising(args.threshold, args.median, args.box)
+
+
+def check_dataset_path(path: Path) -> None:
+    """Check, before any work, that a dataset output (.nc or .zarr) can be written."""
+    check_output(path, folder=dataset_format(path) == "zarr")
