@@ -32,7 +32,7 @@ import holiwidget as hw
 from holiwidget.images import prepare_images
 from holiwidget.metrics import causal, road
 from holiwidget.metrics._common import evaluation
-from holiwidget.metrics._nested import _plan
+from holiwidget.metrics.road import dissection
 
 
 def _clock() -> tuple[float, float]:
@@ -134,7 +134,7 @@ def bench_road(model, xs, cams, targets, repeats: int) -> dict:
     from pytorch_grad_cam.utils.model_targets import ClassifierOutputSoftmaxTarget
 
     start = _clock()
-    _plan(*xs.shape[-2:])
+    dissection.plan(*xs.shape[-2:])
     plan = _since(start)
     ours, theirs, agree = [], [], []
     for rep in range(repeats):

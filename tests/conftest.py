@@ -67,6 +67,41 @@ def tiny() -> TinyCNN:
     return TinyCNN().eval()
 
 
+# A model that reads one region, for the metrics' tests (Insertion, Deletion, ROAD).
+SIDE = 32
+REGION = (8, 16, 8, 16)  # rows r0:r1, cols c0:c1
+
+
+class RegionModel(nn.Module):
+    """Two classes; logit_0 = 4 * mean(x over REGION) - 4, logit_1 = 0.
+
+    So p_0 = sigmoid(4 m - 4): 0.98 with the region at 2.0, 0.018 with it at 0.
+    """
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.gain = nn.Parameter(torch.tensor(4.0))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        r0, r1, c0, c1 = REGION
+        logit = self.gain * x[:, :, r0:r1, c0:c1].mean(dim=(1, 2, 3)) - 4.0
+        return torch.stack([logit, torch.zeros_like(logit)], dim=1)
+
+
+@pytest.fixture
+def region_setup() -> tuple[nn.Module, torch.Tensor, np.ndarray]:
+    """The model, an image with the region at 2.0 (background 0), and a perfect map: a
+    Gaussian bump on the region (no large ties)."""
+    x = torch.zeros(3, SIDE, SIDE)
+    r0, r1, c0, c1 = REGION
+    x[:, r0:r1, c0:c1] = 2.0
+    yy, xx = np.mgrid[:SIDE, :SIDE]
+    cy, cx = (r0 + r1 - 1) / 2, (c0 + c1 - 1) / 2
+    bump = np.exp(-((yy - cy) ** 2 + (xx - cx) ** 2) / (2 * 6.0**2)).astype(np.float32)
+    bump += 1e-6 * np.arange(SIDE * SIDE, dtype=np.float32).reshape(SIDE, SIDE) / SIDE**2
+    return RegionModel(), x, bump
+
+
 @pytest.fixture(autouse=True)
 def _two_threads() -> None:
     torch.set_num_threads(2)

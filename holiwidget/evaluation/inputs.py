@@ -13,13 +13,12 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from ..checks import positive_int
 from ..errors import HoliwidgetError
-from ..metrics.pointing import ImageBoxes, read_annotations
+from ..images import IMAGE_SUFFIXES
+from .annotations import ImageBoxes, read_annotations
 
-__all__ = ["IMAGE_SUFFIXES", "EvaluationInputs", "EvaluationItem", "collect_inputs"]
-
-#: File name endings taken as images when a folder is given.
-IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp"})
+__all__ = ["EvaluationInputs", "EvaluationItem", "collect_inputs"]
 
 AnnotationsLike = str | os.PathLike | Mapping[str, ImageBoxes] | None
 
@@ -93,15 +92,15 @@ def collect_inputs(
 
     Args:
         images: a folder (every image file in it) or a list of image files.
-        annotations: an annotation CSV (see :func:`holiwidget.metrics.read_annotations`),
+        annotations: an annotation CSV (see :func:`holiwidget.evaluation.read_annotations`),
             the dict it returns, or None (no labels, no boxes).
         limit: keep only the first ``limit`` images (in the CSV's order, else by name).
 
     Returns:
         The items and the problems found (one line each).
     """
-    if limit is not None and (isinstance(limit, bool) or not isinstance(limit, int) or limit < 1):
-        raise HoliwidgetError(f"limit must be a positive number of images, got {limit!r}")
+    if limit is not None:
+        limit = positive_int(limit, "limit")
     files = _image_files(images)
     problems: list[str] = []
     if annotations is None:

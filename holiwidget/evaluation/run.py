@@ -20,13 +20,13 @@ import xarray as xr
 from torch import nn
 from tqdm.auto import tqdm
 
+from ..checks import positive_int
 from ..dataset import dataset_format
 from ..devices import resolve_device
 from ..engine import parse_methods
 from ..errors import HoliwidgetError
 from ..layers import resolve_layers
 from ..methods.holistic import Denoising
-from ..metrics.causal import check_step
 from ..models import model_info
 from .inputs import AnnotationsLike, EvaluationItem, collect_inputs
 from .scoring import METRICS, TARGETS, ImageRecord, Protocol, model_fingerprint, score_image
@@ -132,17 +132,16 @@ def evaluate(
             "labels and boxes come from annotations; pass annotations=CSV, or use "
             "target='predicted' and leave out the epg metric"
         )
-    step = check_step(step)
+    step = positive_int(step, "step")
     if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
         raise HoliwidgetError(f"seed must be a non-negative integer, got {seed!r}")
     denoising = Denoising(threshold, median, box)
     if workers is not None and scheduler is not None:
         raise HoliwidgetError("give workers or scheduler, not both")
-    for name, value in (("workers", workers), ("threads", threads)):
-        if value is not None and (
-            isinstance(value, bool) or not isinstance(value, int) or value < 1
-        ):
-            raise HoliwidgetError(f"{name} must be a positive integer, got {value!r}")
+    if workers is not None:
+        workers = positive_int(workers, "workers")
+    if threads is not None:
+        threads = positive_int(threads, "threads")
     resolve_device(device)
     if output is not None:
         dataset_format(output)

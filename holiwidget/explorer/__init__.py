@@ -2,7 +2,7 @@
 
 - :mod:`.state`: image sources, the pass cache and re-denoising (no widgets);
 - :mod:`.views`: the linked matplotlib views, updated in place;
-- :mod:`.curves`: insertion / deletion curves from :mod:`holiwidget.metrics` when present;
+- :mod:`.curves`: insertion / deletion curves from :mod:`holiwidget.metrics`;
 - :mod:`.app`: :class:`Explorer`, the controls that drive the views.
 """
 

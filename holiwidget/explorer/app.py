@@ -571,10 +571,7 @@ class Explorer:
             set_(w, ok, "denoising is off" if has_pha else (no_pha if shown else nothing))
         for w in (self.opacity, self.layer, self.method):
             set_(w, shown, nothing)
-        if _curves.causal_module() is None:
-            set_(self.curves_button, False, _curves.MISSING)
-        else:
-            set_(self.curves_button, not browse and shown, no_model if browse else nothing)
+        set_(self.curves_button, not browse and shown, no_model if browse else nothing)
         for w in (self.export_path, self.save_dataset_button, self.save_figure_button):
             set_(w, shown, nothing)
 

@@ -6,30 +6,14 @@ the network sees it and the current map.
 
 from __future__ import annotations
 
-import importlib
-import logging
-from types import ModuleType
-
 import numpy as np
 import torch
 from torch import nn
 
 from ..images import prepare_images
+from ..metrics import causal
 
-__all__ = ["MISSING", "causal_module", "compute_curves"]
-
-log = logging.getLogger(__name__)
-
-#: Why the curves cannot be computed when the metrics module is missing.
-MISSING = "needs holiwidget.metrics.causal (insertion and deletion), which is not installed"
-
-
-def causal_module() -> ModuleType | None:
-    """``holiwidget.metrics.causal`` if it can be imported, else None."""
-    try:
-        return importlib.import_module("holiwidget.metrics.causal")
-    except ImportError:
-        return None
+__all__ = ["compute_curves"]
 
 
 def compute_curves(
@@ -51,11 +35,6 @@ def compute_curves(
     Returns:
         ``{"insertion": (fractions, probabilities, auc), "deletion": (...)}``.
     """
-    causal = causal_module()
-    if causal is None:
-        from ..errors import HoliwidgetError
-
-        raise HoliwidgetError(MISSING)
     x = prepare_images(np.asarray(rgb)).tensor[:1]
     maps = np.asarray(saliency, dtype=np.float32)[None]
     out = {}

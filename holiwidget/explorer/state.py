@@ -11,7 +11,6 @@ from __future__ import annotations
 import hashlib
 import io
 import json
-import logging
 import os
 from collections import OrderedDict
 from collections.abc import Iterable, Sequence
@@ -26,7 +25,7 @@ from torch import nn
 
 from ..capture import prepared
 from ..errors import HoliwidgetError
-from ..images import prepare_images
+from ..images import IMAGE_SUFFIXES, prepare_images
 from ..layers import probe_outputs
 from ..methods import METHODS
 from ..methods.holistic import holistic_map
@@ -34,7 +33,6 @@ from ..models import class_names
 from ..samples import SAMPLES
 
 __all__ = [
-    "IMAGE_SUFFIXES",
     "ImageSource",
     "PassCache",
     "Predictions",
@@ -46,11 +44,6 @@ __all__ = [
     "sample_sources",
     "upload_sources",
 ]
-
-log = logging.getLogger(__name__)
-
-#: File name endings the folder chooser lists.
-IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp")
 
 
 @dataclass(frozen=True)
@@ -192,9 +185,6 @@ class PassCache:
     def __len__(self) -> int:
         return len(self._entries)
 
-    def keys(self) -> list[tuple[str, int, tuple[str, ...]]]:
-        return list(self._entries)
-
     def methods_for(self, image: str, target: int, layers: Sequence[str]) -> list[str]:
         """The methods already computed for exactly this (image, target, layers)."""
         ds = self._entries.get((image, int(target), tuple(layers)))
@@ -218,6 +208,7 @@ class PassCache:
         return None
 
     def put(self, image: str, target: int, layers: Sequence[str], ds: xr.Dataset) -> None:
+        """Keep a dataset as the newest entry; the oldest beyond ``size`` are dropped."""
         self._entries[(image, int(target), tuple(layers))] = ds
         self._entries.move_to_end((image, int(target), tuple(layers)))
         while len(self._entries) > self.size:

@@ -16,7 +16,6 @@ layer or method *lists* rebuilds the grid's axes and the probe's lines.
 from __future__ import annotations
 
 import itertools
-import logging
 import warnings
 from collections.abc import Callable, Sequence
 
@@ -32,8 +31,6 @@ from ..figure import ALPHA, CMAP
 from ..methods import LABELS
 
 __all__ = ["VIEWS", "Views", "new_figure"]
-
-log = logging.getLogger(__name__)
 
 #: The views, in the order the app lays them out.
 VIEWS = ("overlay", "lpw", "probe", "curves", "grid")

@@ -3,7 +3,9 @@
 - :mod:`.causal`: Insertion, Deletion (RISE protocol) and Over-all = Insertion - Deletion.
 - :mod:`.road`: ROAD with noisy linear imputation (MoRF, LeRF, combined score).
 - :mod:`.pointing`: the energy-based pointing game and its centre-prior baseline.
-- :mod:`.sanity`: cascading model-parameter randomisation (Spearman, SSIM).
+
+The sanity check (cascading randomisation, which runs the engine) and the annotation CSV
+reader live in :mod:`holiwidget.evaluation`.
 """
 
 from __future__ import annotations
@@ -17,39 +19,24 @@ from .causal import (
     insertion_deletion,
     overall,
 )
-from .pointing import (
-    ImageBoxes,
-    box_mask,
-    centre_prior,
-    centre_prior_epg,
-    clip_boxes,
-    energy_pointing_game,
-    read_annotations,
-)
+from .pointing import box_mask, centre_prior, centre_prior_epg, energy_pointing_game
 from .road import PERCENTILES, RoadScores, impute, removal_masks, road_combined, road_scores
-from .sanity import cascade_groups, cascading_randomization, plot_sanity
 
 __all__ = [
     "PERCENTILES",
     "CausalCurves",
     "CausalScores",
-    "ImageBoxes",
     "RoadScores",
     "auc",
     "box_mask",
-    "cascade_groups",
-    "cascading_randomization",
     "centre_prior",
     "centre_prior_epg",
-    "clip_boxes",
     "deletion",
     "energy_pointing_game",
     "impute",
     "insertion",
     "insertion_deletion",
     "overall",
-    "plot_sanity",
-    "read_annotations",
     "removal_masks",
     "road_combined",
     "road_scores",

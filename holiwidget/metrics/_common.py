@@ -140,6 +140,7 @@ class Evaluator:
         return out
 
     def check(self, targets: torch.Tensor) -> None:
+        """A one-line error if a target is outside the classes of the logits seen last."""
         if self.classes is not None and int(targets.max()) >= self.classes:
             raise HoliwidgetError(
                 f"target {int(targets.max())} is outside the model's {self.classes} classes"
@@ -153,10 +154,17 @@ class Evaluator:
         return probs.gather(1, targets.to(probs.device)[:, None])[:, 0].cpu()
 
     def top1(self, x: torch.Tensor) -> torch.Tensor:
+        """The top-1 class of each image of x, (N,) int64 on the CPU, in batches."""
         out = []
         for i in range(0, x.shape[0], self.batch_size):
             out.append(self.logits(x[i : i + self.batch_size]).argmax(1).cpu())
         return torch.cat(out)
+
+    def top1_targets(self, x: torch.Tensor, count: int) -> torch.Tensor:
+        """The targets when none are given: each image's top-1 class, one per (image, map)
+        pair (one image's class repeated for all of its ``count`` maps)."""
+        top = self.top1(x)
+        return top if top.numel() == count else top.expand(count).clone()
 
 
 @contextlib.contextmanager

@@ -28,15 +28,15 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..checks import positive_int
 from ..errors import HoliwidgetError
-from ._common import MapsLike, TargetLike, as_images, as_maps, as_targets, evaluation
+from ._common import MapsLike, TargetLike, as_images, as_maps, as_targets, evaluation, pair_count
 
 __all__ = [
     "CausalCurves",
     "CausalScores",
     "auc",
     "blur",
-    "check_step",
     "curve_fractions",
     "deletion",
     "insertion",
@@ -166,16 +166,9 @@ def ranking(maps: torch.Tensor) -> torch.Tensor:
 
 def curve_fractions(pixels: int, step: int) -> np.ndarray:
     """The abscissae t_k = min(k * step, N) / N, k = 0..ceil(N / step), of a curve over N pixels."""
-    step = check_step(step)
+    step = positive_int(step, "step")
     changed = np.minimum(np.arange(math.ceil(pixels / step) + 1) * step, pixels)
     return changed / pixels
-
-
-def check_step(step: int) -> int:
-    """The step as an int; a clear error unless it is a positive number of pixels."""
-    if isinstance(step, bool) or not isinstance(step, (int, np.integer)) or step <= 0:
-        raise HoliwidgetError(f"step must be a positive number of pixels, got {step!r}")
-    return int(step)
 
 
 def _curves(
@@ -190,8 +183,8 @@ def _curves(
 ) -> dict[str, CausalCurves]:
     x = as_images(images)
     m = as_maps(maps, x)
-    step = check_step(step)
-    count = max(x.shape[0], m.shape[0])
+    step = positive_int(step, "step")
+    count = pair_count(x, m)
     targets = as_targets(target, count)
     h, w = x.shape[-2:]
     pixels = h * w
@@ -204,8 +197,7 @@ def _curves(
         dev = ev.device
         xd = x.to(dev).contiguous(memory_format=torch.channels_last)
         if targets is None:
-            top = ev.top1(xd)
-            targets = top if top.numel() == count else top.expand(count).clone()
+            targets = ev.top1_targets(xd, count)
             log.info("explaining each image's top-1 class %s", targets.tolist())
         blurred = (
             blur(xd).contiguous(memory_format=torch.channels_last) if "insertion" in kinds else None

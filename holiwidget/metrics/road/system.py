@@ -1,4 +1,4 @@
-"""Linear imputation of removed pixels (ROAD): the sparse system and two ways to solve it.
+"""The ROAD imputation system: its 8-neighbour weights, and the reference direct solve.
 
 Each removed pixel ``i`` is the weighted mean of its in-image 8-neighbours::
 
@@ -13,25 +13,63 @@ Two solvers give the same solution (to float64 rounding):
 - :func:`impute_direct` (here): per mask, the system over the removed pixels assembled in
   one vectorised step with ``scipy.sparse`` and factorised by SuperLU (symmetric mode,
   minimum-degree ordering on A + A^T) -- the reference;
-- :func:`holiwidget.metrics._nested.solve_masked`: all masks of one image at once, by a
-  batched multifrontal Cholesky over a nested dissection of the pixel grid that reuses the
-  factors of fully removed boxes; several times faster.
+- :func:`holiwidget.metrics.road.multifrontal.solve_masked`: all masks of one image at
+  once, by a batched multifrontal Cholesky over a nested dissection of the pixel grid
+  (:mod:`holiwidget.metrics.road.dissection`) that reuses the factors of fully removed
+  boxes; several times faster.
 """
 
 from __future__ import annotations
+
+from collections.abc import Iterator
 
 import numpy as np
 import scipy.sparse as sp
 from scipy.sparse.linalg import splu
 
-from ..errors import HoliwidgetError
+from ...errors import HoliwidgetError
 
-__all__ = ["NEIGHBOUR_WEIGHTS", "impute_direct"]
+__all__ = ["NEIGHBOUR_WEIGHTS", "impute_direct", "in_image_neighbours", "neighbour_sums"]
 
 #: (row offset, column offset) -> weight of that neighbour in the imputation.
 NEIGHBOUR_WEIGHTS: dict[tuple[int, int], float] = {
     (dy, dx): (1 / 12 if dy and dx else 1 / 6) for dy in (-1, 0, 1) for dx in (-1, 0, 1) if dy or dx
 }
+
+
+def in_image_neighbours(
+    rows: np.ndarray, cols: np.ndarray, h: int, w: int
+) -> Iterator[tuple[np.ndarray, np.ndarray, float]]:
+    """The in-image neighbours of some pixels of an h x w grid, one offset at a time.
+
+    Args:
+        rows, cols: (K,) the pixels' coordinates.
+        h, w: the grid's size.
+
+    Yields:
+        For each neighbour offset (in :data:`NEIGHBOUR_WEIGHTS`' order): the positions in
+        ``rows`` / ``cols`` of the pixels whose neighbour lies in the image, those
+        neighbours' flat pixel ids ``row * w + col``, and the offset's weight.
+    """
+    for (dy, dx), wt in NEIGHBOUR_WEIGHTS.items():
+        rr, cc = rows + dy, cols + dx
+        ok = (rr >= 0) & (rr < h) & (cc >= 0) & (cc < w)
+        yield np.flatnonzero(ok), rr[ok] * w + cc[ok], wt
+
+
+def neighbour_sums(h: int, w: int) -> np.ndarray:
+    """The diagonal ``d_i = sum_{j in image} w_ij`` of every pixel of an h x w grid.
+
+    Args:
+        h, w: the grid's size.
+
+    Returns:
+        (h, w) float64 (1 away from the border, less on it).
+    """
+    d = np.zeros((h + 2, w + 2))
+    for (dy, dx), wt in NEIGHBOUR_WEIGHTS.items():
+        d[1 + dy : 1 + dy + h, 1 + dx : 1 + dx + w] += wt
+    return d[1:-1, 1:-1]
 
 
 def _check(image: np.ndarray, removed: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -72,15 +110,10 @@ def impute_direct(image: np.ndarray, removed: np.ndarray) -> np.ndarray:
     var = np.full(h * w, -1, dtype=np.int64)
     var[idx] = np.arange(n)
     r, col = np.divmod(idx, w)
-    diag = np.zeros(n)
+    diag = neighbour_sums(h, w).ravel()[idx]
     rows, cols, vals = [np.arange(n)], [np.arange(n)], []
     rhs = np.zeros((n, c))
-    for (dy, dx), wt in NEIGHBOUR_WEIGHTS.items():
-        rr, cc = r + dy, col + dx
-        ok = (rr >= 0) & (rr < h) & (cc >= 0) & (cc < w)
-        eq = np.flatnonzero(ok)
-        nb = rr[ok] * w + cc[ok]
-        diag[eq] += wt
+    for eq, nb, wt in in_image_neighbours(r, col, h, w):
         v = var[nb]
         inner = v >= 0
         rows.append(eq[inner])

@@ -35,6 +35,7 @@ from scipy.stats import spearmanr
 from skimage.metrics import structural_similarity
 from torch import nn
 
+from ..checks import positive_int
 from ..engine import explain
 from ..errors import HoliwidgetError
 from ..images import ImageInput
@@ -146,9 +147,7 @@ def cascading_randomization(
         images = [image]
     groups = cascade_groups(model, depth)
     if steps is not None:
-        if isinstance(steps, bool) or not isinstance(steps, int) or steps < 1:
-            raise HoliwidgetError(f"steps must be a positive integer, got {steps!r}")
-        groups = groups[:steps]
+        groups = groups[: positive_int(steps, "steps")]
 
     base = explain(
         model,

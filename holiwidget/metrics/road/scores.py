@@ -22,14 +22,13 @@ singular: pytorch-grad-cam returns NaN there). holiwidget fills such an image wi
 the dataset-mean colour (plus the noise), and logs it.
 
 All imputed images of an image (both orders, all percentiles, all of its maps) are solved
-in one batched multifrontal factorisation (:mod:`holiwidget.metrics._nested`;
+in one batched multifrontal factorisation (:func:`holiwidget.metrics.road.impute`;
 ``solver="direct"`` solves each mask with ``scipy.sparse`` instead, the reference) and
 evaluated in batched forward passes with the unperturbed image.
 """
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -37,27 +36,29 @@ import numpy as np
 import torch
 from torch import nn
 
-from ..errors import HoliwidgetError
-from ._common import MapsLike, TargetLike, as_images, as_maps, as_targets, evaluation
-from ._imputation import impute_direct
-from ._nested import solve_masked
+from ...errors import HoliwidgetError
+from .._common import (
+    MapsLike,
+    TargetLike,
+    as_images,
+    as_maps,
+    as_targets,
+    evaluation,
+    pair_count,
+    pick,
+)
+from .imputation import check_solver, impute
 
 __all__ = [
     "PERCENTILES",
     "RoadScores",
-    "impute",
     "removal_masks",
     "road_combined",
     "road_scores",
 ]
 
-log = logging.getLogger(__name__)
-
 #: pytorch-grad-cam's default ROAD percentiles.
 PERCENTILES = (10, 20, 30, 40, 50, 60, 70, 80, 90)
-#: Masks imputed in one batched solve: bounds its memory (under 2 GB at 224 x 224).
-_SOLVE_CHUNK = 18
-_SOLVERS = ("nested", "direct")
 
 
 @dataclass
@@ -129,68 +130,6 @@ def removal_masks(
     return out[0], out[1]
 
 
-def impute(
-    image: torch.Tensor,
-    removed: np.ndarray | torch.Tensor,
-    *,
-    noise: float = 0.01,
-    rng: np.random.Generator | int | None = 0,
-    solver: str = "nested",
-) -> torch.Tensor:
-    """Noisy linear imputation of one image under several masks.
-
-    Args:
-        image: (3, H, W) normalised image.
-        removed: (S, H, W) or (H, W) bool, True where a pixel is removed.
-        noise: standard deviation of the Gaussian noise added to removed pixels.
-        rng: a numpy Generator, or a seed for one.
-        solver: ``"nested"`` (batched multifrontal) or ``"direct"`` (scipy.sparse, per mask).
-
-    Returns:
-        (S, 3, H, W) float32 images.
-    """
-    if solver not in _SOLVERS:
-        raise HoliwidgetError(f"unknown solver {solver!r}; choose from {', '.join(_SOLVERS)}")
-    if not np.isfinite(noise) or noise < 0:
-        raise HoliwidgetError(f"noise must be a standard deviation >= 0, got {noise!r}")
-    x = as_images(image)
-    if x.shape[0] != 1:
-        raise HoliwidgetError(f"impute takes one image (3, H, W), got {tuple(image.shape)}")
-    x = x[0].double().cpu()
-    rem = torch.as_tensor(np.asarray(removed, dtype=bool))
-    if rem.dim() == 2:
-        rem = rem[None]
-    if rem.dim() != 3 or tuple(rem.shape[1:]) != tuple(x.shape[1:]):
-        raise HoliwidgetError(
-            f"masks of shape {tuple(rem.shape)} do not match the image's {tuple(x.shape[1:])}"
-        )
-    gen = rng if isinstance(rng, np.random.Generator) else np.random.default_rng(rng)
-    everything = rem.flatten(1).all(1)
-    out = x.expand(rem.shape[0], -1, -1, -1).clone()
-    solvable = torch.nonzero(~everything).flatten()
-    if solvable.numel():
-        if solver == "nested":
-            # In chunks: the batched factorisation's memory grows with the masks solved at once.
-            for c0 in range(0, solvable.numel(), _SOLVE_CHUNK):
-                part = solvable[c0 : c0 + _SOLVE_CHUNK]
-                out[part] = solve_masked(x, rem[part])
-        else:
-            for k in solvable.tolist():
-                out[k] = torch.from_numpy(impute_direct(x.numpy(), rem[k].numpy()))
-    if everything.any():
-        log.info(
-            "%d mask(s) remove every pixel (map ties at a percentile threshold); "
-            "those images are filled with the dataset mean (zero)",
-            int(everything.sum()),
-        )
-        out[everything] = 0.0
-    out = out.float()
-    if noise > 0:
-        eps = torch.from_numpy(gen.standard_normal(out.shape, dtype=np.float32))
-        out += noise * eps * rem[:, None].float()
-    return out
-
-
 def road_scores(
     model: nn.Module,
     images: torch.Tensor,
@@ -223,11 +162,10 @@ def road_scores(
         The scores; ``.combined`` is ``(mean LeRF - mean MoRF) / 2``.
     """
     values = _percentiles(percentiles)
-    if solver not in _SOLVERS:
-        raise HoliwidgetError(f"unknown solver {solver!r}; choose from {', '.join(_SOLVERS)}")
+    check_solver(solver)
     x = as_images(images)
     m = as_maps(maps, x)
-    count = max(x.shape[0], m.shape[0])
+    count = pair_count(x, m)
     targets = as_targets(target, count)
     gen = seed if isinstance(seed, np.random.Generator) else np.random.default_rng(seed)
     f = len(values)
@@ -236,8 +174,7 @@ def road_scores(
     original = np.zeros(count)
     with evaluation(model, device, batch_size) as ev:
         if targets is None:
-            top = ev.top1(x)
-            targets = top if top.numel() == count else top.expand(count).clone()
+            targets = ev.top1_targets(x, count)
         # Group the maps by image: one batched solve per image for all of its masks.
         by_image: dict[int, list[int]] = {}
         for i in range(count):
@@ -245,7 +182,7 @@ def road_scores(
         for img, members in by_image.items():
             masks = []
             for i in members:
-                morf, lerf = removal_masks(m[i if m.shape[0] > 1 else 0].numpy(), values)
+                morf, lerf = removal_masks(pick(m, i).numpy(), values)
                 masks.extend([morf, lerf])
                 removed[0, i] = morf.reshape(f, -1).mean(1)
                 removed[1, i] = lerf.reshape(f, -1).mean(1)
