@@ -3,15 +3,19 @@
 from __future__ import annotations
 
 import functools
+import hashlib
 import json
 import os
 import platform
+import warnings
 from importlib import metadata
 from pathlib import Path
 
+import h5py
 import numpy as np
 import torch
 import xarray as xr
+import zarr
 from torch import nn
 
 from .errors import HoliwidgetError
@@ -19,7 +23,10 @@ from .models import class_names, model_info
 from .outputs import atomic_output, check_output
 
 __all__ = [
+    "CHECKSUM_ATTR",
     "build_dataset",
+    "check_dataset_output",
+    "checksum",
     "dataset_format",
     "open_dataset",
     "package_versions",
@@ -133,11 +140,73 @@ def dataset_format(path: str | os.PathLike) -> str:
     )
 
 
+#: The attribute holding the checksum of a saved dataset's arrays.
+CHECKSUM_ATTR = "checksum"
+
+
+def checksum(ds: xr.Dataset) -> str:
+    """SHA-256 over the names, dimensions and values of every variable and coordinate.
+
+    Stable across netCDF and zarr round trips (NaNs counted as one value, booleans as bytes,
+    strings by their text), so a value changed on disk is detected when the file is opened.
+    """
+    digest = hashlib.sha256()
+    for name in sorted(map(str, ds.variables)):
+        var = ds.variables[name]
+        digest.update(f"{name}({','.join(map(str, var.dims))})".encode())
+        values = np.asarray(var.values)
+        if values.dtype.kind not in "biufc":  # text: object, str or StringDType arrays
+            digest.update("\x1f".join(map(str, values.ravel().tolist())).encode())
+            continue
+        if values.dtype == bool:
+            values = values.astype(np.uint8)
+        elif values.dtype.kind == "f":
+            values = np.where(np.isnan(values), np.nan, values).astype(values.dtype)
+        digest.update(str(values.dtype).encode())
+        digest.update(np.ascontiguousarray(values).tobytes())
+    return f"sha256:{digest.hexdigest()}"
+
+
+def _written_by_us(path: Path) -> bool:
+    """Whether ``path`` is a dataset that holiwidget wrote (its title says so)."""
+    try:
+        if path.is_dir():
+            attrs = zarr.open_group(str(path), mode="r").attrs
+        else:
+            with h5py.File(path, "r") as fh:
+                attrs = dict(fh.attrs)
+        title = attrs.get("title", "")
+        title = title.decode() if isinstance(title, bytes) else str(title)
+    except Exception:
+        return False
+    return title.startswith("holiwidget")
+
+
+def check_dataset_output(path: str | os.PathLike) -> Path:
+    """Check, before any work, that a dataset can be written to ``path`` (.nc or .zarr).
+
+    Raises:
+        HoliwidgetError: unknown format, a missing or read-only folder, or a path that holds
+            a file or folder holiwidget did not write (it is never replaced).
+    """
+    out = Path(path)
+    kind = dataset_format(out)
+    check_output(out, "dataset", folder=kind == "zarr")
+    if out.exists() and not _written_by_us(out):
+        raise HoliwidgetError(
+            f"{out} holds a {'folder' if out.is_dir() else 'file'} that holiwidget did not "
+            "write; it is left alone: choose another output path or move it away"
+        )
+    return out
+
+
 def save_dataset(ds: xr.Dataset, path: str | os.PathLike) -> Path:
     """Write a dataset to netCDF (``.nc``, h5netcdf) or zarr (``.zarr``), atomically.
 
-    The data go to a temporary file beside the target, which is renamed into place only
-    when complete: the output appears whole or not at all.
+    The output appears whole or not at all (see :mod:`holiwidget.outputs`); an existing
+    output is replaced only when holiwidget wrote it, never a user's file or folder. A
+    checksum of the arrays goes into ``attrs["checksum"]``: :func:`open_dataset` verifies it.
+    Zarr stores are written with consolidated metadata.
 
     Args:
         ds: the dataset.
@@ -146,18 +215,30 @@ def save_dataset(ds: xr.Dataset, path: str | os.PathLike) -> Path:
     Returns:
         The path written.
     """
-    out = Path(path)
+    out = check_dataset_output(path)
     kind = dataset_format(out)
-    check_output(out, folder=kind == "zarr")
-    with atomic_output(out) as part:
+    stamped = ds.assign_attrs({CHECKSUM_ATTR: checksum(ds)})
+    with atomic_output(out, "dataset", replaces=_written_by_us) as part:
         try:
             if kind == "netcdf":
-                ds.to_netcdf(part, engine="h5netcdf", encoding=_string_encoding(ds))
+                # in memory first: HDF5 crashes the process when a disk fills during a write
+                data = stamped.to_netcdf(engine="h5netcdf", encoding=_string_encoding(ds))
             else:
-                ds.to_zarr(part, mode="w", consolidated=False)
+                with warnings.catch_warnings():
+                    # zarr 3 marks consolidated metadata as outside its spec; xarray and zarr
+                    # read it, and without it every xr.open_zarr warns instead
+                    warnings.filterwarnings("ignore", message="Consolidated metadata is currently")
+                    stamped.to_zarr(part, mode="w", consolidated=True)
         except (OSError, TypeError, ValueError) as exc:
+            if isinstance(exc, OSError) and kind == "zarr":
+                raise  # a full disk, a lost permission: atomic_output says so
             first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
             raise HoliwidgetError(f"cannot write {out} ({first}); nothing was written") from None
+        if kind == "netcdf":
+            with open(part, "wb") as fh:
+                fh.write(data)
+                fh.flush()
+                os.fsync(fh.fileno())
     return out
 
 
@@ -165,13 +246,43 @@ def _string_encoding(ds: xr.Dataset) -> dict:
     return {name: {"dtype": str} for name, var in ds.variables.items() if var.dtype == object}
 
 
+def _load(path: Path) -> xr.Dataset:
+    if dataset_format(path) == "netcdf":
+        with xr.open_dataset(path, engine="h5netcdf") as ds:
+            return ds.load()
+    try:
+        with xr.open_zarr(path, consolidated=True) as ds:
+            return ds.load()
+    except (KeyError, FileNotFoundError, ValueError):  # written before stores were consolidated
+        with xr.open_zarr(path, consolidated=False) as ds:
+            return ds.load()
+
+
 def open_dataset(path: str | os.PathLike) -> xr.Dataset:
-    """Load a dataset written by :func:`save_dataset` fully into memory."""
+    """Load a dataset written by :func:`save_dataset` fully into memory, checked.
+
+    Raises:
+        HoliwidgetError: no such path, a file that is not a readable netCDF or zarr dataset
+            (garbage, truncated), or arrays that do not match the checksum stored at save
+            time (the file was changed or damaged on disk).
+    """
     p = Path(path)
     if not p.exists():
         raise HoliwidgetError(f"no such dataset: {p}")
-    if dataset_format(p) == "netcdf":
-        with xr.open_dataset(p, engine="h5netcdf") as ds:
-            return ds.load()
-    with xr.open_zarr(p, consolidated=False) as ds:
-        return ds.load()
+    try:
+        ds = _load(p)
+    except HoliwidgetError:
+        raise
+    except Exception as exc:
+        first = (str(exc).splitlines() or [type(exc).__name__])[0][:200]
+        raise HoliwidgetError(
+            f"cannot read {p} as a dataset ({type(exc).__name__}: {first}); it is damaged or "
+            "not a netCDF / zarr file: write it again"
+        ) from None
+    stored = ds.attrs.pop(CHECKSUM_ATTR, None)
+    if stored is not None and stored != checksum(ds):
+        raise HoliwidgetError(
+            f"{p} is damaged: its values differ from the checksum stored when it was written; "
+            "write it again"
+        )
+    return ds

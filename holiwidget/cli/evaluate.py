@@ -7,6 +7,7 @@ import json
 import logging
 from pathlib import Path
 
+from ..dataset import check_dataset_output
 from ..devices import resolve_device
 from ..engine import parse_methods
 from ..errors import HoliwidgetError
@@ -17,7 +18,6 @@ from .options import (
     add_explained_options,
     add_model_options,
     add_verbose,
-    check_dataset_path,
     denoising_from,
     positive_int,
 )
@@ -90,7 +90,7 @@ def add_command(commands: argparse._SubParsersAction) -> None:
 
 
 def _run(args: argparse.Namespace) -> int:
-    check_dataset_path(args.output)
+    check_dataset_output(args.output)
     if not args.annotations.is_file():
         raise HoliwidgetError(f"annotation file {args.annotations} not found; pass --annotations")
     if not args.images.is_dir():

@@ -6,19 +6,18 @@ import argparse
 import logging
 from pathlib import Path
 
-from ..dataset import save_dataset
+from ..dataset import check_dataset_output, save_dataset
 from ..devices import resolve_device
 from ..engine import explain, parse_methods
-from ..errors import HoliwidgetError
 from ..figure import explain_figure, figure_format, save_figure
+from ..methods.holistic import Denoising
 from ..models import load_model
-from ..outputs import check_output
+from ..outputs import check_output, output_lock
 from .options import (
     add_denoising_options,
     add_explained_options,
     add_model_options,
     add_verbose,
-    check_dataset_path,
     denoising_from,
     positive_int,
     target_type,
@@ -83,14 +82,18 @@ def _figure_paths(figure: Path, ids: list[str]) -> list[Path]:
 
 def _run(args: argparse.Namespace) -> int:
     # Everything that can be checked without the network, before loading it.
-    check_dataset_path(args.output)
+    check_dataset_output(args.output)
     if args.figure is not None:
         figure_format(args.figure)
         check_output(args.figure, "figure")
     methods = parse_methods(args.methods)
     denoising = denoising_from(args)
     resolve_device(args.device)
+    with output_lock(args.output, "dataset"):
+        return _explain_and_write(args, methods, denoising)
 
+
+def _explain_and_write(args: argparse.Namespace, methods: list[str], denoising: Denoising) -> int:
     log.info("loading %s (weights: %s)", args.model, args.weights)
     model = load_model(args.model, args.weights)
     log.info("explaining %d image(s) with %s", len(args.images), ", ".join(methods))
@@ -106,10 +109,7 @@ def _run(args: argparse.Namespace) -> int:
         progress=args.verbose,
     )
 
-    try:
-        written = [save_dataset(ds, args.output)]
-    except OSError as exc:
-        raise HoliwidgetError(f"cannot write {args.output} ({exc.strerror or exc})") from None
+    written = [save_dataset(ds, args.output)]
     ids = [str(i) for i in ds["image"].values]
     if args.figure is not None:
         # One figure at a time: memory stays bounded however many images there are.

@@ -3,19 +3,15 @@
 from __future__ import annotations
 
 import argparse
-from pathlib import Path
 
-from ..dataset import dataset_format
 from ..methods import METHODS
 from ..methods.holistic import Denoising
-from ..outputs import check_output
 
 __all__ = [
     "add_denoising_options",
     "add_explained_options",
     "add_model_options",
     "add_verbose",
-    "check_dataset_path",
     "denoising_from",
     "positive_int",
     "target_type",
@@ -109,8 +105,3 @@ def add_denoising_options(parser: argparse.ArgumentParser) -> None:
 def denoising_from(args: argparse.Namespace) -> Denoising:
     """The denoising options, validated (before the network is loaded)."""
     return Denoising(args.threshold, args.median, args.box)
-
-
-def check_dataset_path(path: Path) -> None:
-    """Check, before any work, that a dataset output (.nc or .zarr) can be written."""
-    check_output(path, folder=dataset_format(path) == "zarr")
