@@ -16,7 +16,7 @@ from zennit's built-in ones in small ways; the rules here follow the released co
 - :class:`ZRule` on ``MaxPool2d`` (the winner of each window takes the window's relevance)
   and on the residual additions (zennit's ``Sum``): ``R_in = x * f'(x)^T (R / f(x))``.
 - :class:`PositiveZRule` on ``AdaptiveAvgPool2d``: the same on ``max(x, 0)``.
-- zennit's ``Pass`` on ``BatchNorm2d``, ``ReLU``, ``ReLU6`` and ``Dropout``: ``R_in = R``.
+- :class:`PassThrough` on ``BatchNorm2d``, ``ReLU``, ``ReLU6`` and ``Dropout``: ``R_in = R``.
   BatchNorm is therefore NOT merged into the convolution before it (zennit's
   ``ResNetCanonizer`` / ``VGGCanonizer`` would merge it, which changes alpha-beta's result).
 - A convolution on 3 input channels (the stem, on the image) gets no rule: relevance is only
@@ -37,16 +37,17 @@ from torchvision.models import mobilenetv2 as tv_mobilenet
 from torchvision.models import resnet as tv_resnet
 from torchvision.models import vgg as tv_vgg
 from zennit.canonizers import AttributeCanonizer, Canonizer, CompositeCanonizer
-from zennit.core import Composite, Hook
+from zennit.core import Composite, Hook, RemovableHandle, RemovableHandleList
 from zennit.layer import Sum
-from zennit.rules import Pass
 from zennit.torchvision import ResNetBasicBlockCanonizer, ResNetBottleneckCanonizer
 
 from ..errors import HoliwidgetError
 
 __all__ = [
     "AlphaOneBetaZero",
+    "LRPRule",
     "MobileNetV2Canonizer",
+    "PassThrough",
     "PositiveZRule",
     "ZRule",
     "relevance_composite",
@@ -60,7 +61,86 @@ def _safe_divide(numerator: torch.Tensor, denominator: torch.Tensor) -> torch.Te
     return (numerator / denominator).masked_fill_(denominator == 0, 0)
 
 
-class AlphaOneBetaZero(Hook):
+class _RuleFunction(torch.autograd.Function):
+    """A module's forward whose backward is an LRP rule instead of the module's gradient."""
+
+    @staticmethod
+    def forward(ctx, rule: LRPRule, module: nn.Module, x: torch.Tensor) -> torch.Tensor:
+        # an in-place module works on a copy: x stays intact for the other rules that read it
+        out = type(module).forward(module, x.clone() if getattr(module, "inplace", False) else x)
+        if out.untyped_storage().data_ptr() == x.untyped_storage().data_ptr():
+            out = out.clone()  # an identity (eval-mode Dropout) must not hand on x itself
+        ctx.rule, ctx.module = rule, module
+        ctx.save_for_backward(x if rule.needs_input else None)
+        return out
+
+    @staticmethod
+    def backward(ctx, relevance: torch.Tensor) -> tuple:
+        (x,) = ctx.saved_tensors
+        return None, None, ctx.rule.relevance(ctx.module, x, relevance)
+
+
+class _RestoreForward:
+    """Handle that takes a rule's forward override off its module again."""
+
+    def __init__(self, module: nn.Module) -> None:
+        self.module = module
+
+    def remove(self) -> None:
+        if "forward" in vars(self.module):
+            del self.module.forward
+
+
+class LRPRule(Hook):
+    """Base of the rules here: the rule's relevance takes the place of the module's gradient.
+
+    zennit's own hooks let autograd compute the module's ordinary input gradient and then
+    overwrite it with the relevance, and copy every module input; here ``register`` gives
+    the module an instance-level ``forward`` that runs the original forward inside an autograd
+    function whose backward is :meth:`relevance`: one computation per module in the backward
+    pass, no copies. ``remove`` (through the composite) deletes the override. Rules ignore
+    zennit's ``Composite.inactive``.
+    """
+
+    #: Whether :meth:`relevance` reads the module's input (saved for the backward pass).
+    needs_input = True
+
+    def register(self, module: nn.Module) -> RemovableHandleList:
+        """Attach the rule to ``module`` (which must not have its own instance ``forward``)."""
+        if "forward" in vars(module):
+            raise HoliwidgetError(
+                f"cannot attach an LRP rule to a {type(module).__name__} whose forward is "
+                "already overridden on the instance; remove the override first"
+            )
+
+        def forward(x: torch.Tensor) -> torch.Tensor:
+            return _RuleFunction.apply(self, module, x)
+
+        module.forward = forward
+        return RemovableHandleList([RemovableHandle(self), _RestoreForward(module)])
+
+    def relevance(self, module: nn.Module, x: torch.Tensor | None, r: torch.Tensor) -> torch.Tensor:
+        """The relevance of the module's input from the relevance ``r`` of its output.
+
+        Args:
+            module: the module.
+            x: its input (``None`` unless :attr:`needs_input`).
+            r: relevance at its output.
+        """
+        raise NotImplementedError
+
+
+class PassThrough(LRPRule):
+    """``R_in = R``: BatchNorm, ReLU, ReLU6, Dropout (the module's own gradient is ignored)."""
+
+    needs_input = False
+
+    def relevance(self, module: nn.Module, x: torch.Tensor | None, r: torch.Tensor) -> torch.Tensor:
+        """The relevance, unchanged."""
+        return r
+
+
+class AlphaOneBetaZero(LRPRule):
     """Alpha-beta with alpha = 1, beta = 0, as the Relevance-CAM authors compute it.
 
     ``Z = f(x+, w+) + f(x-, w-)``, ``S = R / Z`` (0 where ``Z == 0``),
@@ -69,19 +149,11 @@ class AlphaOneBetaZero(Hook):
     ReLU), the ``x-`` term is skipped: it is zero.
     """
 
-    def forward(self, module: nn.Module, input: tuple, output: torch.Tensor) -> None:
-        """Keep the module's input for the backward pass."""
-        self.stored_tensors["input"] = input
-
-    def backward(self, module: nn.Module, grad_input: tuple, grad_output: tuple) -> tuple:
-        """The relevance of the module's input from the relevance of its output."""
-        x = self.stored_tensors["input"][0].detach()
-        r = grad_output[0]
+    def relevance(self, module: nn.Module, x: torch.Tensor | None, r: torch.Tensor) -> torch.Tensor:
+        """Alpha-beta relevance of the input."""
         if isinstance(module, nn.Linear):
-            relevance = _linear_relevance(module, x, r)
-        else:
-            relevance = _conv_relevance(module, x, r)
-        return (relevance,) + (None,) * (len(grad_input) - 1)
+            return _linear_relevance(module, x, r)
+        return _conv_relevance(module, x, r)
 
 
 def _linear_relevance(module: nn.Linear, x: torch.Tensor, r: torch.Tensor) -> torch.Tensor:
@@ -123,7 +195,7 @@ def _conv_relevance(module: nn.Conv2d, x: torch.Tensor, r: torch.Tensor) -> torc
     return relevance
 
 
-class ZRule(Hook):
+class ZRule(LRPRule):
     """z-rule through a parameter-free module ``f``: ``R_in = x * f'(x)^T (R / f(x))``.
 
     ``S = R / f(x)`` is 0 where ``f(x) == 0``. On a max-pool the winner of each window takes
@@ -134,20 +206,15 @@ class ZRule(Hook):
     #: Whether the rule sees ``max(x, 0)`` instead of ``x``.
     positive = False
 
-    def forward(self, module: nn.Module, input: tuple, output: torch.Tensor) -> None:
-        """Keep the module's input for the backward pass."""
-        self.stored_tensors["input"] = input
-
-    def backward(self, module: nn.Module, grad_input: tuple, grad_output: tuple) -> tuple:
-        """The relevance of the module's input from the relevance of its output."""
-        x = self.stored_tensors["input"][0].detach()
+    def relevance(self, module: nn.Module, x: torch.Tensor | None, r: torch.Tensor) -> torch.Tensor:
+        """z-rule relevance of the input."""
         if self.positive:
             x = x.clamp(min=0)
         with torch.enable_grad():
             leaf = x.detach().requires_grad_(True)
-            z = module.forward(leaf)
-            (gradient,) = torch.autograd.grad(z, leaf, _safe_divide(grad_output[0], z.detach()))
-        return (x * gradient,) + (None,) * (len(grad_input) - 1)
+            z = type(module).forward(module, leaf)  # the class's forward, not the rule's
+            (gradient,) = torch.autograd.grad(z, leaf, _safe_divide(r, z.detach()))
+        return x * gradient
 
 
 class PositiveZRule(ZRule):
@@ -218,7 +285,7 @@ def _rule_for(ctx: dict, name: str, module: nn.Module) -> Hook | None:
     if kind is nn.Linear:
         return AlphaOneBetaZero()
     if kind in _PASS_TYPES:
-        return Pass()
+        return PassThrough()
     if kind in (nn.MaxPool2d, Sum):
         return ZRule()
     if kind is nn.AdaptiveAvgPool2d:
