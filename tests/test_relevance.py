@@ -276,6 +276,19 @@ def test_batch_equals_one_at_a_time(case):
             )
 
 
+def test_one_propagation_serves_every_layer():
+    """All layers of one call (in any order) equal one call per layer."""
+    make, names = MODELS["resnet_basic"]
+    model = make()
+    x, targets = _input(2), torch.tensor([1, 2])
+    order = names[::-1]
+    together = relevancecam(model, _layers(model, order), x, targets)
+    assert list(together) == order
+    for name in names:
+        alone = relevancecam(model, _layers(model, [name]), x, targets)[name]
+        torch.testing.assert_close(together[name], alone, rtol=1e-5, atol=0)
+
+
 # ----------------------------------------------------------------------------------------
 # Unsupported models, and the model left as found
 

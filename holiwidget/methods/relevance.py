@@ -18,6 +18,7 @@ layer: the relevance reaching each layer's output is read off the same propagati
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Callable, Mapping
 
 import torch
@@ -109,6 +110,7 @@ def _propagate(
 ) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor]]:
     """Forward with the rules attached, then one backward pass; the outputs and relevances."""
     outputs: dict[str, torch.Tensor] = {}
+    calls: dict[str, int] = dict.fromkeys(layers, 0)
 
     def hook_for(name: str) -> Callable:
         def hook(module: nn.Module, inputs: tuple, output: object) -> torch.Tensor:
@@ -117,6 +119,7 @@ def _propagate(
                     f"layer {name!r} does not output an (N, K, h, w) tensor; "
                     "explain a convolutional layer or block instead"
                 )
+            calls[name] += 1
             if not output.requires_grad:  # the shallowest layer: the graph starts here
                 output = output.detach().requires_grad_(True)
             outputs[name] = output
@@ -142,13 +145,19 @@ def _propagate(
                     "choose layers on the path from the input to the output"
                 )
             start = initial_relevance(logits.detach(), targets)
-            names = list(outputs)
+            names = list(layers)
             grads = torch.autograd.grad(
                 logits, [outputs[n] for n in names], start, allow_unused=True
             )
     finally:
         for handle in handles:
             handle.remove()
+    for name, n in calls.items():
+        if n > 1:
+            warnings.warn(
+                f"layer {name!r} ran {n} times in one forward pass; its last call is explained",
+                stacklevel=3,
+            )
     relevances = {
         n: torch.zeros_like(outputs[n]) if g is None else g
         for n, g in zip(names, grads, strict=True)
