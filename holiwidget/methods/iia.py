@@ -87,7 +87,7 @@ def iia(
             record = record_pass(model, layers, inputs, lambda logits, c=chosen: _check(logits, c))
             for name in layers:
                 act, grad = record.activations[name], record.gradients[name]
-                product = (torch.relu(act) * grad).sum(dim=1)  # (m * 11, h, w)
+                product = torch.relu(act).mul_(grad).sum(dim=1)  # (m * 11, h, w)
                 parts[name].append(product.view(m, steps, *product.shape[-2:]).sum(dim=1))
     return {name: torch.cat(chunks) for name, chunks in parts.items()}
 
