@@ -26,6 +26,12 @@ Residual additions are made modules by canonizers: zennit's ``ResNetBasicBlockCa
 ``ResNetBottleneckCanonizer`` (without their batch-norm merge) and
 :class:`MobileNetV2Canonizer` for torchvision's ``InvertedResidual`` (``x + self.conv(x)``)
 and MobileNetV2's functional average pool.
+
+zennit's ``Composite`` assigns the rules and applies and reverts the canonizers. The rules
+are zennit hooks (:class:`LRPRule`) that do not use zennit's gradient hooks: those let
+autograd compute each module's ordinary input gradient and then overwrite it (twice the
+backward work, and a copy of every module input); here the relevance is the module's
+backward itself (see :class:`LRPRule`).
 """
 
 from __future__ import annotations
