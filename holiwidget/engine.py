@@ -8,6 +8,7 @@ denoised (Holistic-CAM) or finished (CAMERAS), and everything becomes one datase
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable, Sequence
 
 import numpy as np
@@ -29,8 +30,12 @@ from .methods import GRADIENT_METHODS, METHODS, PYRAMID_METHODS, gradient
 from .methods.eigen import eigen_projection
 from .methods.finish import finish_maps, minmax
 from .methods.holistic import Denoising
+from .methods.iia import finish_iia, iia
+from .methods.relevance import finish_relevancecam, relevancecam, relevancecam_unsupported
 
 __all__ = ["PYRAMID_SIDES", "explain", "parse_methods", "pyramid_sizes"]
+
+log = logging.getLogger(__name__)
 
 #: Side lengths of the input pyramid for a 224 x 224 input: range(224, 1000, 100).
 PYRAMID_SIDES = tuple(range(224, 1000, 100))
@@ -51,6 +56,11 @@ _BASELINES: dict[str, Callable[[torch.Tensor, torch.Tensor | None], torch.Tensor
     "xgradcam": gradient.xgradcam,
     "eigencam": lambda a, _: eigen_projection(a),
     "layercam": gradient.layercam,
+}
+# The methods with passes of their own: raw maps of every layer, and their ending.
+_OWN_PASSES = {
+    "relevancecam": (relevancecam, finish_relevancecam),
+    "iia": (iia, finish_iia),
 }
 
 
@@ -73,16 +83,25 @@ def _pass_order(sizes: list[tuple[int, int]]) -> list[tuple[int, int]]:
     return [sizes[0], *sorted(sizes[1:], reverse=True)]
 
 
-def parse_methods(methods: str | Sequence[str]) -> list[str]:
-    """Validate method names (a list, a comma-separated string, or ``"all"``)."""
+def parse_methods(methods: str | Sequence[str], model: nn.Module | None = None) -> list[str]:
+    """Validate method names (a list, a comma-separated string, or ``"all"``).
+
+    With a model, ``"all"`` leaves out the methods that cannot explain it (Relevance-CAM has
+    LRP rules for ResNets, VGGs and MobileNetV2 only) and logs why; a method named
+    explicitly is kept, and refused with the reason when the model is explained.
+    """
+    every = isinstance(methods, str) and methods == "all"
     if isinstance(methods, str):
-        methods = list(METHODS) if methods == "all" else [m.strip() for m in methods.split(",")]
+        methods = list(METHODS) if every else [m.strip() for m in methods.split(",")]
     chosen = list(dict.fromkeys(methods))
     unknown = [m for m in chosen if m not in METHODS]
     if unknown or not chosen:
         raise HoliwidgetError(
             f"unknown method {', '.join(unknown) or '(none)'}; choose from {', '.join(METHODS)} or all"
         )
+    if every and model is not None and (why := relevancecam_unsupported(model)) is not None:
+        log.warning("leaving relevancecam out of 'all': %s", why)
+        chosen.remove("relevancecam")
     return chosen
 
 
@@ -226,6 +245,24 @@ def _maps(
     return out, primary, fundamental
 
 
+def _own_pass_maps(
+    model: nn.Module,
+    modules: dict[str, nn.Module],
+    x: torch.Tensor,
+    targets: torch.Tensor,
+    methods: list[str],
+    out: np.ndarray,
+) -> None:
+    """Relevance-CAM and IIA, each from network passes of its own, into ``out`` (n, methods,
+    layers, H, W)."""
+    size = tuple(x.shape[-2:])
+    for method, (raw_maps, finish) in _OWN_PASSES.items():
+        if method in methods:
+            raw = raw_maps(model, modules, x, targets.to(x.device))
+            for li, name in enumerate(modules):
+                out[:, methods.index(method), li] = finish(raw[name], size).cpu().numpy()
+
+
 def explain(
     model: nn.Module,
     images: ImageInput | Sequence[ImageInput] | torch.Tensor,
@@ -261,7 +298,7 @@ def explain(
         layers: ``"auto"`` (the holistic stage), a dotted module name, comma-separated
             names, or a list of names.
         methods: any of holistic, gradcam, gradcampp, xgradcam, eigencam, layercam, cameras,
-            or ``"all"``.
+            relevancecam, iia, or ``"all"`` (see :func:`parse_methods`).
         target: the class to explain: one index for all images, one per image, or None for
             each image's top-1 class at the fundamental scale.
         threshold: Holistic-CAM's fusion denoising threshold tau, in (0, 1].
@@ -287,7 +324,7 @@ def explain(
         ``input`` (image, y, x, rgb) uint8; coordinates for targets and probabilities; the
         parameters, model, versions and device in ``attrs``.
     """
-    chosen = parse_methods(methods)
+    chosen = parse_methods(methods, model)
     if scale_targets not in ("fixed", "own"):
         raise HoliwidgetError(f"scale_targets must be 'fixed' or 'own', got {scale_targets!r}")
     if scale_targets == "own" and target is not None:
@@ -319,6 +356,7 @@ def explain(
                     model, modules, x, fixed, chosen, backend, bar, warned, scale_targets == "own"
                 )
                 maps, primary, fundamental = _maps(fusers, chosen, used, denoising)
+                _own_pass_maps(model, modules, x, targets, chosen, maps)
                 for key, value in zip(
                     parts,
                     (maps, primary, fundamental, logits.cpu(), targets.cpu(), used),

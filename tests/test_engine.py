@@ -382,3 +382,40 @@ def test_scale_targets_own_leaves_out_disagreeing_scales():
     assert not np.allclose(own.primary.values, fixed.primary.values, rtol=1e-3, atol=0)
     with pytest.raises(HoliwidgetError, match="drop target"):
         holiwidget.explain(model, "coffee", layers="features", scale_targets="own", target=0)
+
+
+# --------------------------------------------------------------------------------------
+# 8. The methods with passes of their own: Relevance-CAM and IIA
+
+
+def test_relevancecam_and_iia_through_explain_equal_their_functions(mobilenet, three):
+    from holiwidget.capture import prepared
+    from holiwidget.layers import resolve_layers
+    from holiwidget.methods.iia import finish_iia, iia
+    from holiwidget.methods.relevance import finish_relevancecam, relevancecam
+
+    x, targets = three
+    layers = ["features.6.conv.0", "features.18"]
+    ds = holiwidget.explain(
+        mobilenet, x[:1], layers=layers, methods=("relevancecam", "iia"), target=targets[0]
+    )
+    assert list(ds.cam.values) == ["relevancecam", "iia"]
+    modules = resolve_layers(mobilenet, layers)
+    t = torch.tensor([targets[0]])
+    with prepared(mobilenet):
+        rel = relevancecam(mobilenet, modules, x[:1], t)
+        ii = iia(mobilenet, modules, x[:1], t)
+    for li, name in enumerate(layers):
+        ours = ds.attribution.values[0, :, li]
+        assert np.allclose(ours[0], finish_relevancecam(rel[name], (224, 224))[0].numpy())
+        assert np.allclose(ours[1], finish_iia(ii[name], (224, 224))[0].numpy())
+        assert ours.min() >= 0 and ours.max() <= 1 and ours.std(axis=(1, 2)).min() > 0
+    assert hook_count(mobilenet) == 0
+
+
+def test_all_leaves_out_relevancecam_where_it_has_no_rules(tiny, caplog):
+    ds = holiwidget.explain(tiny, tiny_image(), methods="all", target=1)
+    assert "relevancecam" not in ds.cam.values and "iia" in ds.cam.values
+    assert any("leaving relevancecam out" in r.getMessage() for r in caplog.records)
+    with pytest.raises(HoliwidgetError, match="relevancecam has no LRP canonizer for TinyCNN"):
+        holiwidget.explain(tiny, tiny_image(), methods="relevancecam,gradcam", target=1)

@@ -22,7 +22,7 @@ from torch import nn
 
 from ..capture import prepared, record_pass
 from ..errors import HoliwidgetError
-from ..maps import minmax
+from .finish import minmax
 
 __all__ = ["IIA_STEPS", "finish_iia", "iia"]
 

@@ -26,11 +26,15 @@ from torch import nn
 
 from ..capture import prepared
 from ..errors import HoliwidgetError
-from ..maps import minmax
-from ..resize import resize_maps
+from .finish import minmax, resize_maps
 from .lrp_rules import relevance_composite
 
-__all__ = ["finish_relevancecam", "initial_relevance", "relevancecam"]
+__all__ = [
+    "finish_relevancecam",
+    "initial_relevance",
+    "relevancecam",
+    "relevancecam_unsupported",
+]
 
 
 def initial_relevance(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
@@ -163,6 +167,15 @@ def _propagate(
         for n, g in zip(names, grads, strict=True)
     }
     return {n: outputs[n].detach() for n in names}, relevances
+
+
+def relevancecam_unsupported(model: nn.Module) -> str | None:
+    """Why Relevance-CAM cannot explain ``model`` (one line), or None when it can."""
+    try:
+        relevance_composite(model)
+    except HoliwidgetError as exc:
+        return str(exc)
+    return None
 
 
 def finish_relevancecam(native: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
