@@ -230,6 +230,7 @@ def messy_set(tmp_path, shared) -> tuple[Path, Path]:
     for name in names:
         shutil.copy(images / name, folder / name)
     (folder / "notes.txt").write_text("not an image")
+    (folder / "broken.JPEG").write_bytes(b"not a JPEG at all")
     rows = [
         # fine, with a box that reaches outside the image (clipped)
         [names[0], 472, 227, 227, 9, 105, 300, 176],
@@ -241,6 +242,8 @@ def messy_set(tmp_path, shared) -> tuple[Path, Path]:
         [names[3], 1, "", "", "", "", "", ""],
         # listed, but no such file
         ["missing.JPEG", 3, 227, 227, 1, 1, 10, 10],
+        # listed, but not an image: left out with the reason
+        ["broken.JPEG", 5, 227, 227, 1, 1, 10, 10],
     ]
     # names[4] has no row: left out
     csv_path = tmp_path / "annotations.csv"
@@ -274,11 +277,15 @@ def test_bad_input_is_reported_and_the_run_goes_on(messy_set, mobilenet_weights,
     )
     assert any("1 image file(s) have no row in the annotations" in x for x in lines)
     assert any("target 4000 is outside the model's 1000 classes" in x for x in lines)
+    assert any(
+        x.startswith("holiwidget: warning: broken.JPEG left out: cannot read") for x in lines
+    )
     ds = open_dataset(out)
     names = list(ds["image"].values)
     assert len(names) == 3
     skipped = json.loads(ds.attrs["skipped"])
-    assert list(skipped) == [sorted(p.name for p in folder.glob("*.JPEG"))[2]]
+    assert set(skipped) == {"broken.JPEG", sorted(p.name for p in folder.glob("ILS*"))[2]}
+    assert all("\n" not in reason for reason in skipped.values())
     assert len(json.loads(ds.attrs["input_problems"])) == 2
     boxes = ds["boxes"].values
     assert list(boxes) == [1, 0, 0]  # clipped box kept; dropped; label-only

@@ -19,8 +19,26 @@ import holiwidget as hw
 from holiwidget import cli
 from holiwidget.explorer import Explorer
 from holiwidget.explorer.state import PassCache, candidate_layers
+from holiwidget.figure import figure_format
 
 METHODS = ("holistic", "gradcam")
+
+
+def figure_formats() -> list[str]:
+    """Every extension holiwidget.figure.figure_format accepts, of all that matplotlib or PIL
+    know."""
+    from matplotlib.figure import Figure
+
+    known = set(Figure().canvas.get_supported_filetypes())
+    known |= {ext.lstrip(".") for ext in Image.registered_extensions()}
+    accepted = []
+    for ext in sorted(known):
+        try:
+            figure_format(f"x.{ext}")
+        except hw.HoliwidgetError:
+            continue
+        accepted.append(ext)
+    return sorted(accepted)
 
 
 @pytest.fixture(autouse=True)
@@ -314,6 +332,97 @@ def test_export_and_browse_a_saved_dataset(explorer: Explorer, tmp_path: Path) -
     assert list(view.dataset["cam"].values) == ["gradcam"]
 
 
+def _svg_images(path: Path) -> list[np.ndarray]:
+    """The images an SVG embeds (as data: URLs), decoded (RGB), as they are drawn (flipped
+    where the element's transform flips them, on the white page)."""
+    import base64
+    import gzip
+    import xml.etree.ElementTree as ET
+
+    data = path.read_bytes()
+    root = ET.fromstring(gzip.decompress(data) if path.suffix == ".svgz" else data)
+    prefix = "data:image/png;base64,"
+    images = []
+    for el in root.iter("{http://www.w3.org/2000/svg}image"):
+        href = el.get("{http://www.w3.org/1999/xlink}href") or el.get("href")
+        assert href.startswith(prefix)
+        with Image.open(io.BytesIO(base64.b64decode(href[len(prefix) :]))) as img:
+            on_white = Image.alpha_composite(
+                Image.new("RGBA", img.size, "white"), img.convert("RGBA")
+            )
+            rgb = np.asarray(on_white.convert("RGB"))
+        images.append(rgb[::-1] if "scale(1 -1)" in el.get("transform", "") else rgb)
+    return images
+
+
+@pytest.mark.parametrize("fmt", figure_formats())
+def test_save_figure_writes_every_accepted_format(explorer: Explorer, tmp_path, fmt) -> None:
+    ex = explorer
+    png = ex.save_figure(tmp_path / "sheet.png")
+    with Image.open(png) as img:
+        sheet = np.asarray(img.convert("RGB"))
+    tiles = {}
+    for name, fig in ex.views.figures.items():
+        buf = io.BytesIO()
+        fig.savefig(buf, format="png", dpi=fig.dpi, facecolor="white")
+        tiles[name] = np.asarray(Image.open(buf).convert("RGB"))
+    # The sheet lays the views out as the app does: four in a row, the grid below.
+    x = 0
+    for name in ("overlay", "lpw", "probe", "curves"):
+        h, w = tiles[name].shape[:2]
+        np.testing.assert_array_equal(sheet[:h, x : x + w], tiles[name])
+        x += w
+    grid = tiles["grid"]
+    np.testing.assert_array_equal(sheet[-grid.shape[0] :, : grid.shape[1]], grid)
+
+    out = ex.save_figure(tmp_path / f"sheet.{fmt}")
+    assert out == tmp_path / f"sheet.{fmt}" and out.stat().st_size > 0
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted({"sheet.png", out.name})
+    if fmt in ("png", "jpg", "jpeg", "tif", "tiff", "webp"):
+        with Image.open(out) as img:
+            assert img.format == {"jpg": "JPEG", "tif": "TIFF"}.get(fmt, fmt.upper())
+            assert img.size == (sheet.shape[1], sheet.shape[0])
+            got = np.asarray(img.convert("RGB")).astype(int)
+        lossy = fmt in ("jpg", "jpeg", "webp")
+        assert np.abs(got - sheet).mean() < (4 if lossy else 1e-9)
+    elif fmt in ("svg", "svgz"):
+        # matplotlib composites the views into one embedded image: the sheet's pixels.
+        (embedded,) = _svg_images(out)
+        assert np.abs(embedded.astype(int) - sheet).max() <= 1  # composited: rounding
+    elif fmt == "pdf":
+        data = out.read_bytes()
+        assert data.startswith(b"%PDF-") and data.rstrip().endswith(b"%%EOF")
+        assert f"/Width {sheet.shape[1]} /Height {sheet.shape[0]}".encode() in data
+    else:  # eps, ps: the sheet as one image of its pixel size
+        data = out.read_bytes()
+        assert data.startswith(b"%!PS-Adobe-3.0") and data.rstrip().endswith(
+            (b"%%EOF", b"showpage")
+        )
+        w, h = sheet.shape[1], sheet.shape[0]
+        assert f"{w} {h} 8 [ {w} 0 0 -{h} 0 {h} ]".encode() in data and b"colorimage" in data
+
+
+def test_export_box_picks_the_format(explorer: Explorer, tmp_path: Path) -> None:
+    ex = explorer
+    ex.export_path.value = str(tmp_path / "state.svg")
+    ex.save_figure_button.click()
+    ex.save_dataset_button.click()
+    assert ex.last_error is None, ex.last_error
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["state.nc", "state.svg"]
+    ex.export_path.value = str(tmp_path / "other.zarr")
+    ex.save_dataset_button.click()
+    ex.save_figure_button.click()
+    assert sorted(p.name for p in tmp_path.iterdir()) == [
+        "other.png",
+        "other.zarr",
+        "state.nc",
+        "state.svg",
+    ]
+    ex.export_path.value = str(tmp_path / "state.gif")
+    ex.save_figure_button.click()
+    assert ex.last_error is None and (tmp_path / "state.gif.png").is_file()
+
+
 def test_browse_several_images(tiny) -> None:
     ds = hw.explain(tiny, ["chelsea", "rocket"], methods=("gradcam",), device="cpu")
     view = Explorer(dataset=ds)
@@ -346,14 +455,33 @@ def test_candidate_layers_are_non_negative_outputs(tiny) -> None:
     assert "stage2.1" not in names  # batch norm before the in-place ReLU
 
 
-def test_lab_command_starts_jupyterlab_on_the_notebook(monkeypatch) -> None:
+def test_lab_command_starts_jupyterlab_on_the_notebook(monkeypatch, tmp_path: Path) -> None:
     calls = []
-    monkeypatch.setattr(subprocess, "call", lambda cmd, **kw: calls.append(cmd) or 0)
+
+    class Started:
+        """What ``holiwidget lab`` needs of its JupyterLab child: it ran and ended."""
+
+        def __init__(self, cmd: list[str], **kw: object) -> None:
+            calls.append(cmd)
+            self.cwd = kw["cwd"]
+
+        def wait(self) -> int:
+            return 0
+
+        def poll(self) -> int:
+            return 0
+
+    monkeypatch.setattr(subprocess, "Popen", Started)
+    monkeypatch.setenv("HOME", str(tmp_path))  # the default working folder is ~/holiwidget-lab
     assert cli.main(["lab", "--port", "8899", "--no-browser"]) == 0
     cmd = calls[0]
     assert cmd[1:4] == ["-m", "jupyterlab", "notebooks/explorer.ipynb"]
     assert "--port=8899" in cmd and "--no-browser" in cmd
     assert any(c.startswith("--ServerApp.root_dir=") for c in cmd)
+    # JupyterLab runs on a working copy in the user's folder, not on the package's file.
+    workdir = tmp_path / "holiwidget-lab"
+    assert f"--ServerApp.root_dir={workdir}" in cmd
+    assert (workdir / "notebooks" / "explorer.ipynb").is_file()
 
 
 def test_explorer_notebook_reads_the_weights_from_the_environment() -> None:

@@ -1,9 +1,11 @@
 """The explorer in a real browser: JupyterLab, Debian's chromium driven by Playwright.
 
-The test starts JupyterLab on a free loopback port with a random token, runs
-notebooks/explorer.ipynb (MobileNetV2 with the shared weights, read from HOLIWIDGET_WEIGHTS),
-moves the threshold slider with the keyboard and checks that the fused view's pixels change,
-clicks a pixel and checks that the probe changes. Screenshots go to test-artifacts/.
+The test starts `holiwidget lab` (JupyterLab on a working copy of notebooks/explorer.ipynb in
+a temporary folder) on a free loopback port with a random token, runs the notebook
+(MobileNetV2 with the shared weights, read from HOLIWIDGET_WEIGHTS), moves the threshold
+slider with the keyboard and checks that the fused view's pixels change, clicks a pixel and
+checks that the probe changes, then terminates `holiwidget lab` and checks that nothing is
+left running. Screenshots go to test-artifacts/.
 
 Without chromium the test is skipped, except in CI (``CI`` set), where it fails: .ci/run
 installs chromium when it is missing, and a browser that cannot start is a failure.
@@ -12,20 +14,15 @@ installs chromium when it is missing, and a browser that cannot start is a failu
 from __future__ import annotations
 
 import io
-import json
 import os
-import secrets
 import shutil
-import socket
-import subprocess
-import sys
 import time
-import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from PIL import Image, ImageChops, ImageStat
+from test_lab import Lab
 
 REPO = Path(__file__).resolve().parents[1]
 NOTEBOOK = REPO / "notebooks" / "explorer.ipynb"
@@ -57,79 +54,26 @@ def _chromium() -> str:
     return exe
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def _settings(folder: Path) -> None:
-    """JupyterLab user settings for the test: no autosave (the notebook stays as it is), no
-    news pop-up."""
-    for plugin, values in {
-        "@jupyterlab/docmanager-extension/plugin": {"autosave": False},
-        "@jupyterlab/apputils-extension/notification": {
-            "fetchNews": "false",
-            "checkForUpdates": False,
-        },
-    }.items():
-        path = folder / f"{plugin}.jupyterlab-settings"
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(json.dumps(values))
-
-
 @pytest.fixture
 def lab(tmp_path: Path, mobilenet_weights: Path) -> Iterator[str]:
-    """A JupyterLab server on the repository; yields the notebook's URL (with the token)."""
-    port, token = _free_port(), secrets.token_hex(16)
-    _settings(tmp_path / "settings")
-    env = {
-        **os.environ,
-        "OMP_NUM_THREADS": "1",
-        "JUPYTERLAB_SETTINGS_DIR": str(tmp_path / "settings"),
-        "JUPYTERLAB_WORKSPACES_DIR": str(tmp_path / "workspaces"),
-        "JUPYTER_RUNTIME_DIR": str(tmp_path / "runtime"),
-        "JUPYTER_CONFIG_DIR": str(tmp_path / "config"),
-    }
-    # The README's main job: `holiwidget lab` (here on a free port, with a known token).
-    cmd = [
-        *(sys.executable, "-m", "holiwidget", "lab", "--no-browser"),
-        *("--ip", "127.0.0.1", "--port", str(port), "--weights", str(mobilenet_weights)),
-        *("--", f"--IdentityProvider.token={token}"),
-    ]
-    original = NOTEBOOK.read_bytes()
-    checkpoints = NOTEBOOK.parent / ".ipynb_checkpoints"
-    had_checkpoints = checkpoints.exists()
-    log = (tmp_path / "jupyterlab.log").open("wb")
-    server = subprocess.Popen(cmd, env=env, stdout=log, stderr=subprocess.STDOUT)
-    try:
-        deadline = time.monotonic() + SERVER_S
-        while True:
-            try:
-                with urllib.request.urlopen(
-                    f"http://127.0.0.1:{port}/api/status?token={token}", timeout=2
-                ):
-                    break
-            except OSError:
-                if server.poll() is not None or time.monotonic() > deadline:
-                    log.flush()
-                    tail = (tmp_path / "jupyterlab.log").read_text(errors="replace")[-2000:]
-                    pytest.fail(f"JupyterLab did not start:\n{tail}")
-                time.sleep(0.3)
-        yield f"http://127.0.0.1:{port}/lab/tree/notebooks/explorer.ipynb?token={token}"
-    finally:
-        server.terminate()
-        try:
-            server.wait(15)
-        except subprocess.TimeoutExpired:
-            server.kill()
-            server.wait()
-        log.close()
-        # JupyterLab must leave the repository as it found it.
-        if NOTEBOOK.read_bytes() != original:
-            NOTEBOOK.write_bytes(original)
-        if not had_checkpoints:
-            shutil.rmtree(checkpoints, ignore_errors=True)
+    """The README's main job, `holiwidget lab`, on a working copy of the explorer notebook in
+    tmp_path (on a free port, with a known token); yields the notebook's URL.
+
+    Teardown terminates `holiwidget lab` (SIGTERM, as a user's ``kill`` or service manager
+    would) and checks that it stopped JupyterLab and its kernel: no process is left, and
+    the checkout's notebooks/ is as it was (no autosave, no checkpoints there).
+    """
+    before = {p.name: p.read_bytes() for p in NOTEBOOK.parent.iterdir() if p.is_file()}
+    folders = sorted(p.name for p in NOTEBOOK.parent.iterdir())
+    workdir = tmp_path / "lab"
+    with Lab(tmp_path, "--workdir", workdir, "--weights", mobilenet_weights) as server:
+        yield server.url("lab/tree/notebooks/explorer.ipynb")
+        status, alive = server.stop()
+    assert alive == [], f"left running after SIGTERM to holiwidget lab: {alive}"
+    assert status == 0, server.log()[-2000:]
+    assert (workdir / "notebooks" / "explorer.ipynb").is_file()
+    assert sorted(p.name for p in NOTEBOOK.parent.iterdir()) == folders
+    assert {p.name: p.read_bytes() for p in NOTEBOOK.parent.iterdir() if p.is_file()} == before
 
 
 def _shot(page, selector: str) -> Image.Image:

@@ -1,24 +1,50 @@
-"""``holiwidget lab``: JupyterLab on the explorer notebook."""
+"""``holiwidget lab``: JupyterLab on a working copy of the explorer notebook.
+
+The explorer notebook runs from a working copy in a folder of the user's (``--workdir``,
+by default ``~/holiwidget-lab``), never from the package's source file: JupyterLab's
+autosave, checkpoints and the explorer's exports land there, not in a source checkout. The
+copy is made once and never overwritten, so the user's edits stay.
+
+JupyterLab runs as a child process. SIGTERM and SIGHUP sent to ``holiwidget lab`` are
+passed on to it, and so is SIGINT, as SIGTERM (JupyterLab's clean stop, which shuts its
+kernels down); ``holiwidget lab`` waits until it has stopped and exits with its status. A
+Ctrl-C at the terminal reaches JupyterLab directly (the terminal signals the whole
+foreground process group), so it is not sent again: JupyterLab asks to confirm, as it
+always does.
+"""
 
 from __future__ import annotations
 
 import argparse
+import contextlib
+import importlib.util
 import logging
 import os
+import signal
 import subprocess
 import sys
+import threading
 from pathlib import Path
 
 from ..errors import HoliwidgetError
+from ..outputs import write_bytes
 from .options import add_verbose, positive_int
 
-__all__ = ["EXPLORER_NOTEBOOK", "add_command"]
+__all__ = ["EXPLORER_NOTEBOOK", "WORKDIR", "add_command"]
 
 log = logging.getLogger(__name__)
 
 
-#: The explorer notebook ``holiwidget lab`` opens (in a source checkout).
+#: The explorer notebook ``holiwidget lab`` copies (in a source checkout).
 EXPLORER_NOTEBOOK = Path(__file__).resolve().parents[2] / "notebooks" / "explorer.ipynb"
+#: The default working folder (``~`` is the user's home).
+WORKDIR = Path("~") / "holiwidget-lab"
+#: Where the working copy lies inside the working folder (as in a checkout: the same URL).
+_COPY = Path("notebooks") / "explorer.ipynb"
+#: Signals passed on to JupyterLab.
+_FORWARDED = tuple(
+    getattr(signal, name) for name in ("SIGTERM", "SIGINT", "SIGHUP") if hasattr(signal, name)
+)
 
 
 def add_command(commands: argparse._SubParsersAction) -> None:
@@ -26,16 +52,29 @@ def add_command(commands: argparse._SubParsersAction) -> None:
         "lab",
         help="start JupyterLab on the explorer notebook",
         description=(
-            "Start JupyterLab on notebooks/explorer.ipynb, the interactive explorer. The "
-            "notebook reads the model and weights from HOLIWIDGET_MODEL and HOLIWIDGET_WEIGHTS, "
-            "which --model and --weights set for its kernel."
+            "Start JupyterLab on the interactive explorer notebook. It runs from a working "
+            f"copy, WORKDIR/{_COPY.as_posix()} (WORKDIR: --workdir, default "
+            f"{WORKDIR.as_posix()}), made from the package's notebooks/explorer.ipynb the "
+            "first time and never overwritten afterwards (delete it to get a fresh one); "
+            "JupyterLab's root is WORKDIR, so saved notebooks and the explorer's exports "
+            "land there. The notebook reads the model and weights from HOLIWIDGET_MODEL and "
+            "HOLIWIDGET_WEIGHTS, which --model and --weights set for its kernel. SIGTERM "
+            "and SIGINT stop JupyterLab and its kernels; the command exits with "
+            "JupyterLab's status."
         ),
     )
-    p.add_argument(
+    where = p.add_mutually_exclusive_group()
+    where.add_argument(
+        "--workdir",
+        type=Path,
+        default=None,
+        help=f"folder for the working copy of the explorer notebook (default {WORKDIR})",
+    )
+    where.add_argument(
         "--notebook",
         type=Path,
         default=None,
-        help="open this notebook instead (JupyterLab's root is its folder)",
+        help="open this notebook instead, where it is (JupyterLab's root is its folder)",
     )
     p.add_argument("--model", default=None, help="torchvision model name for the notebook")
     p.add_argument(
@@ -54,17 +93,45 @@ def add_command(commands: argparse._SubParsersAction) -> None:
     p.set_defaults(run=_run)
 
 
-def _run(args: argparse.Namespace) -> int:
-    if args.notebook is None:
-        notebook, root = EXPLORER_NOTEBOOK, EXPLORER_NOTEBOOK.parents[1]
-    else:
-        notebook = args.notebook.resolve()
-        root = notebook.parent
-    if not notebook.is_file():
+def _working_copy(workdir: Path) -> Path:
+    """The explorer notebook's copy in ``workdir`` (made from the package's if missing)."""
+    if not EXPLORER_NOTEBOOK.is_file():
         raise HoliwidgetError(
-            f"notebook {notebook} not found; run from a source checkout of holiwidget or pass "
-            "--notebook PATH"
+            f"notebook {EXPLORER_NOTEBOOK} not found; run from a source checkout of holiwidget "
+            "or pass --notebook PATH"
         )
+    if workdir.exists() and not workdir.is_dir():
+        raise HoliwidgetError(f"{workdir} is not a folder; choose another --workdir")
+    copy = workdir / _COPY
+    if copy.is_file():
+        if copy.read_bytes() != EXPLORER_NOTEBOOK.read_bytes():
+            log.info("using your copy %s (delete it to start from the packaged one)", copy)
+        return copy
+    try:
+        copy.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise HoliwidgetError(
+            f"cannot create {copy.parent} ({exc.strerror or exc}); choose another --workdir"
+        ) from None
+    write_bytes(copy, EXPLORER_NOTEBOOK.read_bytes(), "notebook")
+    log.info("copied the explorer notebook to %s", copy)
+    return copy
+
+
+def _run(args: argparse.Namespace) -> int:
+    if importlib.util.find_spec("jupyterlab") is None:
+        raise HoliwidgetError("JupyterLab is not installed; pip install jupyterlab")
+    if args.notebook is not None:
+        notebook = args.notebook.expanduser().resolve()
+        root = notebook.parent
+        if not notebook.is_file():
+            raise HoliwidgetError(
+                f"notebook {notebook} not found; run from a source checkout of holiwidget or "
+                "pass --notebook PATH"
+            )
+    else:
+        root = (args.workdir or WORKDIR).expanduser().resolve()
+        notebook = _working_copy(root)
     env = dict(os.environ)
     if args.model is not None:
         env["HOLIWIDGET_MODEL"] = args.model
@@ -89,4 +156,47 @@ def _run(args: argparse.Namespace) -> int:
     extra = list(args.jupyter_args)
     cmd += extra[1:] if extra[:1] == ["--"] else extra
     log.info("running %s", " ".join(cmd))
-    return subprocess.call(cmd, env=env)
+    return _supervise(cmd, env, root)
+
+
+def _terminal_sent_it() -> bool:
+    """Whether a SIGINT most likely came from the terminal (Ctrl-C): this process is in its
+    foreground process group, which the terminal signals as a whole, JupyterLab included."""
+    for fd in (0, 1, 2):
+        with contextlib.suppress(OSError, AttributeError):  # AttributeError: not POSIX
+            if os.isatty(fd):
+                return os.tcgetpgrp(fd) == os.getpgrp()
+    return False
+
+
+def _supervise(cmd: list[str], env: dict[str, str], cwd: Path) -> int:
+    """Run ``cmd`` in ``cwd`` (JupyterLab reads the notebook's path from there), pass stop
+    signals on to it, wait for it; its exit status (128 + N when signal N ended it, as a
+    shell reports it)."""
+    try:
+        child = subprocess.Popen(cmd, env=env, cwd=cwd)
+    except OSError as exc:
+        raise HoliwidgetError(f"cannot start JupyterLab ({exc.strerror or exc})") from None
+
+    def forward(signum: int, _frame: object) -> None:
+        if signum == signal.SIGINT:
+            if _terminal_sent_it():
+                return
+            # Without a terminal JupyterLab takes SIGINT as KeyboardInterrupt and leaves
+            # its kernels to notice; SIGTERM makes it shut them down first.
+            signum = signal.SIGTERM
+        with contextlib.suppress(ProcessLookupError):
+            child.send_signal(signum)
+
+    previous = {}
+    if threading.current_thread() is threading.main_thread():
+        previous = {s: signal.signal(s, forward) for s in _FORWARDED}
+    try:
+        status = child.wait()
+    finally:
+        for s, handler in previous.items():
+            signal.signal(s, handler)
+        if child.poll() is None:  # this process is going down for another reason
+            child.terminate()
+            child.wait()
+    return status if status >= 0 else 128 - status

@@ -100,12 +100,15 @@ def evaluate(
             ``"predicted"`` (the top-1 class; the default and only choice without).
         step: pixels changed per insertion/deletion step (224 at 224 x 224 is the paper's).
         seed: seed of the ROAD noise (each image's noise also depends on its name).
-        limit: score only the first ``limit`` images.
+        limit: score only the first ``limit`` images. Images that ``output`` already holds
+            stay in it, whether this run includes them or not: a re-run with a smaller
+            ``limit`` or fewer files keeps the union (and says so in a warning).
         threshold, median, box: Holistic-CAM's denoising parameters.
         device: ``"auto"`` (CUDA, MPS, CPU) or a device.
         output: where to keep the results (``*.zarr`` or ``*.nc``); with it, finished images
-            are kept as they finish, a re-run resumes, and the summary is written beside
-            it (``*-summary.md``, ``*-summary.csv``).
+            are kept as they finish, a re-run resumes (trying the images left out again),
+            and the summary is written beside it (``*-summary.md``, ``*-summary.csv``).
+            Finished results are never dropped; damaged per-image files are scored again.
         workers: run on a new dask.distributed LocalCluster with this many workers.
         scheduler: run on an existing dask.distributed cluster (its scheduler address).
         threads: torch CPU threads per image, in this process or on each worker. CPU
@@ -167,14 +170,28 @@ def evaluate(
     store = ResultStore(output, protocol) if output is not None else None
     done = store.load() if store is not None else {}
     wanted = {item.image for item in inputs.items}
-    done = {k: v for k, v in done.items() if k in wanted}
+    # Images left out earlier are tried again (the file may have been fixed since).
+    done = {k: v for k, v in done.items() if v.error is None or k not in wanted}
     todo = [item for item in inputs.items if item.image not in done]
-    if done:
-        log.info("resuming: %d of %d images already scored", len(done), len(inputs.items))
+    resumed = len(inputs.items) - len(todo)
+    if resumed:
+        log.info("resuming: %d of %d images already scored", resumed, len(inputs.items))
+    # Never drop finished results: images of the output that this run does not include
+    # (a smaller --limit, fewer files) stay in it.
+    kept = [k for k in done if k not in wanted]
+    if kept:
+        log.warning(
+            "%s holds %d image(s) this run does not include (%s); they are kept, so the "
+            "results cover %d images (choose another --output for these images alone)",
+            output,
+            len(kept),
+            ", ".join(kept[:3]) + (", ..." if len(kept) > 3 else ""),
+            len(inputs.items) + len(kept),
+        )
 
     bar = tqdm(
         total=len(inputs.items),
-        initial=len(done),
+        initial=resumed,
         desc="evaluate",
         unit="image",
         disable=not progress,
@@ -206,7 +223,7 @@ def evaluate(
         if store is not None:
             log.warning(
                 "interrupted: %d of %d images kept in %s; run the same command again to resume",
-                len(done),
+                len(done) - len(kept),
                 len(inputs.items),
                 store.partial,
             )
@@ -214,7 +231,7 @@ def evaluate(
     finally:
         bar.close()
 
-    ordered = [done[item.image] for item in inputs.items]
+    ordered = [done[item.image] for item in inputs.items] + [done[k] for k in kept]
     skipped = {r.image: r.error for r in ordered if r.error is not None}
     results = build_results(
         [r for r in ordered if r.error is None], protocol, skipped, inputs.problems

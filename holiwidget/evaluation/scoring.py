@@ -124,8 +124,9 @@ def score_image(
 ) -> ImageRecord:
     """Explain one image with every method at every layer and score each map.
 
-    Bad input of this image (unreadable file, a label outside the model's classes) gives a
-    record with ``error`` set instead of an exception, so that a run goes on.
+    Bad input of this image (an unreadable, truncated, missing or oversized file, a label
+    outside the model's classes) gives a record with ``error`` set to a one-line reason
+    instead of an exception, so that a run goes on.
 
     Args:
         model: the classifier.
@@ -150,15 +151,31 @@ def score_image(
         torch.set_num_threads(before)
 
 
+def one_line(exc: BaseException) -> str:
+    """An exception as ``Type: first line of its message``, for one-line reasons."""
+    text = str(exc).strip().splitlines()
+    return f"{type(exc).__name__}: {text[0]}" if text else type(exc).__name__
+
+
+#: What reading a damaged, truncated, vanished or oversized image file raises (PIL raises
+#: OSError subclasses, SyntaxError from some format plugins, DecompressionBombError).
+_UNREADABLE = (OSError, SyntaxError, Image.DecompressionBombError)
+
+
 def _score(
     model: nn.Module, item: EvaluationItem, protocol: Protocol, device: str | torch.device
 ) -> ImageRecord:
     notes: list[str] = []
     if protocol.target == "label" and item.label is None:
         raise HoliwidgetError(f"{item.image} has no label; give annotations or target='predicted'")
-    with Image.open(item.path) as im:
-        width, height = im.size
-    prep = prepare_images([item.path], size=protocol.input_size)
+    try:
+        with Image.open(item.path) as im:
+            width, height = im.size
+        prep = prepare_images([item.path], size=protocol.input_size)
+    except _UNREADABLE as exc:  # the image's fault: a skipped record, not a failed run
+        raise HoliwidgetError(
+            f"cannot read {item.path} as an image ({one_line(exc)}); replace or remove the file"
+        ) from None
     x = prep.tensor
     target = item.label if protocol.target == "label" else None
     with warnings.catch_warnings(record=True) as caught:

@@ -10,6 +10,11 @@ results are written whole to ``RESULTS.zarr`` and the folder is removed.
 
 A run with a different protocol (model weights, layers, methods, step, seed, ...) refuses
 to reuse the stored images and says so.
+
+Damage is told apart from results: a per-image file that cannot be read back, or whose
+arrays do not fit the protocol, is reported in one warning and its image computed again; a
+damaged ``protocol.json`` (without it no stored image can be trusted) and an unreadable
+finished ``RESULTS.zarr`` stop the run with a one-line error that says what to move away.
 """
 
 from __future__ import annotations
@@ -31,7 +36,7 @@ from ..errors import HoliwidgetError
 from ..methods import LABELS
 from ..metrics.causal import curve_fractions
 from ..outputs import atomic_output, write_bytes
-from .scoring import ImageRecord, Protocol
+from .scoring import ImageRecord, Protocol, one_line
 
 __all__ = ["ResultStore", "build_results", "records_from_results"]
 
@@ -141,6 +146,35 @@ def _file_name(image: str) -> str:
     return f"{image}.npz" if safe == image else f"{safe}-{zlib.crc32(image.encode()):08x}.npz"
 
 
+def _expected_shapes(protocol: Protocol) -> dict[str, tuple[int, ...]]:
+    """The shape of every per-image variable a scored image of ``protocol`` has."""
+    c, n_layers = len(protocol.methods), len(protocol.layers)
+    shapes = {"score": (c, n_layers, len(protocol.metrics))}
+    if {"insertion", "deletion", "overall"} & set(protocol.metrics):
+        steps = len(curve_fractions(protocol.input_size**2, protocol.step))
+        shapes["insertion_curve"] = shapes["deletion_curve"] = (c, n_layers, steps)
+    if "road" in protocol.metrics:
+        shapes["road_morf"] = shapes["road_lerf"] = (c, n_layers, len(protocol.percentiles))
+    return shapes | dict.fromkeys(_SCALARS, ())
+
+
+def _misfit(record: ImageRecord, shapes: dict[str, tuple[int, ...]]) -> str | None:
+    """Why a stored record does not fit the protocol (None: it fits)."""
+    if not record.image:
+        return "no image name"
+    if record.error is not None:
+        return None
+    missing = [k for k in shapes if k not in record.values]
+    if missing:
+        return f"no {', '.join(missing)}"
+    wrong = [
+        f"{k} {record.values[k].shape} instead of {shape}"
+        for k, shape in shapes.items()
+        if np.shape(record.values[k]) != shape
+    ]
+    return "; ".join(wrong) or None
+
+
 class ResultStore:
     """Finished images of one run on disk, for resuming (see the module's notes).
 
@@ -153,6 +187,8 @@ class ResultStore:
         self.output = Path(output)
         self.protocol = protocol
         self.partial = self.output.with_name(self.output.name + ".partial")
+        self.marker = self.partial / "protocol.json"
+        self._shapes = _expected_shapes(protocol)
 
     def _check(self, found: str, where: Path) -> None:
         if found == self.protocol.to_json():
@@ -165,31 +201,93 @@ class ResultStore:
         )
 
     def load(self) -> dict[str, ImageRecord]:
-        """The images finished earlier (with this protocol), by name; skipped ones included."""
+        """The images finished earlier (with this protocol), by name; skipped ones included.
+
+        Raises:
+            HoliwidgetError: the finished results or the partial folder's protocol file are
+                damaged, or hold another protocol.
+        """
         done: dict[str, ImageRecord] = {}
         if self.output.exists():
-            ds = open_dataset(self.output)
-            self._check(ds.attrs.get("protocol", ""), self.output)
-            done.update({r.image: r for r in records_from_results(ds)})
-            for image, reason in json.loads(ds.attrs.get("skipped", "{}")).items():
-                done[image] = ImageRecord(image, reason)
+            done.update(self._load_finished())
         if self.partial.is_dir():
-            marker = self.partial / "protocol.json"
-            if marker.is_file():
-                self._check(marker.read_text(), self.partial)
+            self._check_marker()
             for f in sorted(self.partial.glob("*.npz")):
+                if not f.is_file():
+                    continue
                 record = _read_record(f)
-                if record is not None:
+                problem = None if record is None else _misfit(record, self._shapes)
+                if record is not None and problem is None and _file_name(record.image) != f.name:
+                    problem = f"holds image {record.image!r}, not the one its name says"
+                if problem is not None:
+                    log.warning("%s is damaged (%s); its image is scored again", f, problem)
+                elif record is not None:
                     done[record.image] = record
         return done
 
+    def _load_finished(self) -> dict[str, ImageRecord]:
+        def damaged(reason: str) -> HoliwidgetError:
+            return HoliwidgetError(
+                f"{self.output} is damaged ({reason}); move it away (or delete it) and run "
+                "again to recompute it, or choose another output path"
+            )
+
+        try:
+            ds = open_dataset(self.output)
+        except HoliwidgetError:
+            raise
+        except Exception as exc:  # a damaged file makes zarr, h5py or json raise many types
+            raise damaged(f"cannot be read: {one_line(exc)}") from None
+        found = ds.attrs.get("protocol")
+        if not isinstance(found, str) or not _is_protocol(found):
+            raise damaged("no evaluation protocol in its attrs: not made by holiwidget evaluate?")
+        self._check(found, self.output)
+        missing = [v for v in ("image", *self._shapes) if v not in ds.variables]
+        if missing:
+            raise damaged(f"no {', '.join(missing)}")
+        try:
+            records = records_from_results(ds)
+            skipped = json.loads(ds.attrs.get("skipped", "{}"))
+            if not isinstance(skipped, dict):
+                raise ValueError("attrs['skipped'] is not a mapping")
+        except (KeyError, ValueError, IndexError) as exc:
+            raise damaged(one_line(exc)) from None
+        names = [r.image for r in records]
+        problems = [p for p in (_misfit(r, self._shapes) for r in records) if p]
+        if len(set(names)) != len(names):
+            problems.append("an image name appears twice")
+        if problems:
+            raise damaged(problems[0])
+        done = {r.image: r for r in records}
+        for image, reason in skipped.items():
+            done[str(image)] = ImageRecord(str(image), str(reason))
+        return done
+
+    def _check_marker(self) -> None:
+        fix = (
+            f"delete the folder {self.partial} to start over (its finished images are "
+            "computed again)"
+        )
+        if not self.marker.is_file():
+            if any(f.is_file() for f in self.partial.glob("*.npz")):
+                raise HoliwidgetError(
+                    f"{self.partial} holds results but no protocol.json, so they cannot be "
+                    f"trusted; {fix}"
+                )
+            return  # created, but killed before its first image: protocol.json comes next
+        try:
+            found = self.marker.read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError) as exc:
+            raise HoliwidgetError(f"cannot read {self.marker} ({one_line(exc)}); {fix}") from None
+        if not _is_protocol(found):
+            raise HoliwidgetError(f"{self.marker} is damaged (not a protocol); {fix}")
+        self._check(found, self.partial)
+
     def add(self, record: ImageRecord) -> None:
         """Keep a finished image (atomically)."""
-        if not self.partial.is_dir():
+        if not self.marker.is_file():
             self.partial.mkdir(parents=False, exist_ok=True)
-            write_bytes(
-                self.partial / "protocol.json", self.protocol.to_json().encode(), "protocol"
-            )
+            write_bytes(self.marker, self.protocol.to_json().encode(), "protocol")
         arrays = {f"v_{k}": np.asarray(v) for k, v in record.values.items()}
         arrays["image"] = np.array(record.image)
         arrays["error"] = np.array(record.error or "")
@@ -204,11 +302,24 @@ class ResultStore:
         return path
 
 
+def _is_protocol(text: str) -> bool:
+    """Whether ``text`` is a protocol's JSON (an object naming the model and the layers)."""
+    try:
+        found = json.loads(text)
+    except ValueError:
+        return False
+    return isinstance(found, dict) and {"model", "layers", "methods"} <= set(found)
+
+
 def _read_record(path: Path) -> ImageRecord | None:
+    """A record written by :meth:`ResultStore.add`, or None (with a warning) if damaged."""
     try:
         with np.load(path, allow_pickle=False) as z:
             values = {k[2:]: z[k] for k in z.files if k.startswith("v_")}
-            return ImageRecord(str(z["image"]), str(z["error"]) or None, values)
-    except (OSError, ValueError, KeyError) as exc:
-        log.warning("ignoring unreadable partial result %s (%s)", path.name, exc)
+            image, error = z["image"], z["error"]
+            if image.shape != () or error.shape != ():
+                raise ValueError("image or error is not a single name")
+            return ImageRecord(str(image), str(error) or None, values)
+    except Exception as exc:  # truncated or garbled: zipfile, numpy and zlib raise many types
+        log.warning("%s is damaged (%s); its image is scored again", path, one_line(exc))
         return None

@@ -25,10 +25,11 @@ import numpy as np
 import torch
 import xarray as xr
 from IPython.display import display
+from matplotlib.figure import Figure
 from PIL import Image
 from torch import nn
 
-from ..dataset import open_dataset
+from ..dataset import dataset_format, open_dataset
 from ..dataset import save_dataset as _save_dataset
 from ..devices import resolve_device
 from ..engine import explain, parse_methods
@@ -1007,19 +1008,39 @@ class Explorer:
     # -----------------------------------------------------------------------------------
     # export
 
-    def _export_path(self, suffix: str) -> Path:
+    def _export_path(self, kind: str) -> Path:
+        """The export file of ``kind`` ("dataset" or "figure") named by the export box.
+
+        A name ending in a format of that kind keeps it (``state.svg`` -> the figure
+        ``state.svg``); any other gets the default (``.nc``, ``.png``) added, after dropping
+        an extension of the other kind (``state.svg`` -> the dataset ``state.nc``).
+        """
         text = self.export_path.value.strip() or "holiwidget-explorer"
         path = Path(text).expanduser()
-        return path if path.suffix.lower() == suffix else path.with_name(path.name + suffix)
+
+        def accepts(check: Callable[[Path], str]) -> bool:
+            try:
+                check(path)
+            except HoliwidgetError:
+                return False
+            return True
+
+        kinds = {"dataset": (dataset_format, ".nc"), "figure": (figure_format, ".png")}
+        (own, default), (other, _) = kinds.pop(kind), *kinds.values()
+        if accepts(own):
+            return path
+        if accepts(other):
+            path = path.with_suffix("")
+        return path.with_name(path.name + default)
 
     @_action
     def _on_save_dataset(self, _button: object) -> None:
-        path = self.save_dataset(self._export_path(".nc"))
+        path = self.save_dataset(self._export_path("dataset"))
         self._status(f"wrote {path}", _GREEN)
 
     @_action
     def _on_save_figure(self, _button: object) -> None:
-        path = self.save_figure(self._export_path(".png"))
+        path = self.save_figure(self._export_path("figure"))
         self._status(f"wrote {path}", _GREEN)
 
     def save_dataset(self, path: str | os.PathLike) -> Path:
@@ -1027,7 +1048,13 @@ class Explorer:
         return _save_dataset(self.dataset, path)
 
     def save_figure(self, path: str | os.PathLike) -> Path:
-        """Write every view, laid out as in the app, to one image (PNG), atomically."""
+        """Write every view, laid out as in the app, to one figure file, atomically.
+
+        The extension picks the format: any that :func:`holiwidget.figure.figure_format`
+        accepts (png, jpg, tif, webp, pdf, svg, svgz, eps, ps). The views are drawn at their
+        resolution on screen and placed on one matplotlib sheet: pixel for pixel in the
+        raster formats, as embedded images in the vector ones.
+        """
         self._ensure_maps()
         fmt = figure_format(path)
         out = check_output(path, "figure")
@@ -1036,19 +1063,19 @@ class Explorer:
             buf = io.BytesIO()
             fig.savefig(buf, format="png", dpi=fig.dpi, facecolor="white")
             buf.seek(0)
-            tiles[name] = Image.open(buf).convert("RGB")
+            with Image.open(buf) as tile:
+                tiles[name] = np.asarray(tile.convert("RGB"))
         top = [tiles[n] for n in ("overlay", "lpw", "probe", "curves")]
-        width = max(sum(t.width for t in top), tiles["grid"].width)
-        height = max(t.height for t in top) + tiles["grid"].height
-        sheet = Image.new("RGB", (width, height), "white")
+        top_height = max(t.shape[0] for t in top)
+        width = max(sum(t.shape[1] for t in top), tiles["grid"].shape[1])
+        height = top_height + tiles["grid"].shape[0]
+        dpi = 100  # any: the sheet's pixels are the views' pixels
+        sheet = Figure(figsize=(width / dpi, height / dpi), dpi=dpi)
         x = 0
-        for tile in top:
-            sheet.paste(tile, (x, 0))
-            x += tile.width
-        sheet.paste(tiles["grid"], (0, max(t.height for t in top)))
+        for tile in top:  # figimage offsets count pixels from the sheet's bottom left
+            sheet.figimage(tile, xo=x, yo=height - tile.shape[0], origin="upper")
+            x += tile.shape[1]
+        sheet.figimage(tiles["grid"], xo=0, yo=0, origin="upper")
         with atomic_output(out, "figure") as part:
-            try:
-                sheet.save(part, format="JPEG" if fmt in ("jpg", "jpeg") else fmt.upper())
-            except (KeyError, ValueError) as exc:
-                raise HoliwidgetError(f"cannot write {out} ({exc})") from None
+            sheet.savefig(part, format=fmt, dpi=dpi, facecolor="white")
         return out
