@@ -234,6 +234,41 @@ def test_a_second_writer_is_refused_until_the_first_dies(tmp_path: Path) -> None
     assert list(tmp_path.iterdir()) == []
 
 
+def test_a_second_evaluate_on_one_output_is_refused(
+    tmp_path: Path, shared: Path, mobilenet_weights: Path
+) -> None:
+    out = tmp_path / "results.zarr"
+    holder = _python(
+        f"""
+        import time
+        from holiwidget.outputs import output_lock
+        with output_lock({str(out)!r}, "results"):
+            print("locked", flush=True)
+            time.sleep(60)
+        """,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    root = shared / "data" / "imagenet-val-1300"
+    model = holiwidget.load_model("mobilenet_v2", weights=mobilenet_weights)
+    try:
+        assert holder.stdout.readline().strip() == "locked"
+        with pytest.raises(HoliwidgetError, match="another holiwidget run"):
+            holiwidget.evaluate(
+                model,
+                root / "images",
+                root / "annotations.csv",
+                layers="features.18",
+                methods="gradcam",
+                limit=1,
+                output=out,
+            )
+    finally:
+        holder.send_signal(signal.SIGKILL)
+        holder.wait()
+    assert not out.exists() and not out.with_name(out.name + ".partial").exists()
+
+
 def test_concurrent_explain_runs_on_one_output(tmp_path: Path, mobilenet_weights: Path) -> None:
     out = tmp_path / "maps.nc"
     cmd = [sys.executable, "-m", "holiwidget", "explain", "chelsea", "--model", "mobilenet_v2"]

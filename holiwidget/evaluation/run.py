@@ -21,13 +21,14 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from ..checks import positive_int
-from ..dataset import dataset_format
+from ..dataset import check_dataset_output
 from ..devices import resolve_device
 from ..engine import parse_methods
 from ..errors import HoliwidgetError
 from ..layers import resolve_layers
 from ..methods.holistic import Denoising
 from ..models import model_info
+from ..outputs import output_lock
 from .inputs import AnnotationsLike, EvaluationItem, collect_inputs
 from .scoring import METRICS, TARGETS, ImageRecord, Protocol, model_fingerprint, score_image
 from .store import ResultStore, build_results
@@ -126,7 +127,7 @@ def evaluate(
         annotations (``input_problems``) and the versions.
     """
     chosen_metrics = parse_metrics(metrics)
-    chosen_methods = parse_methods(methods)
+    chosen_methods = parse_methods(methods, model)
     target = target or ("label" if annotations is not None else "predicted")
     if target not in TARGETS:
         raise HoliwidgetError(f"target must be one of {', '.join(TARGETS)}, got {target!r}")
@@ -147,7 +148,7 @@ def evaluate(
         threads = positive_int(threads, "threads")
     resolve_device(device)
     if output is not None:
-        dataset_format(output)
+        check_dataset_output(output)
 
     inputs = collect_inputs(images, annotations, limit)
     for problem in inputs.problems:
@@ -167,80 +168,83 @@ def evaluate(
         **denoising.as_dict(),
     )
 
-    store = ResultStore(output, protocol) if output is not None else None
-    done = store.load() if store is not None else {}
-    wanted = {item.image for item in inputs.items}
-    # Images left out earlier are tried again (the file may have been fixed since).
-    done = {k: v for k, v in done.items() if v.error is None or k not in wanted}
-    todo = [item for item in inputs.items if item.image not in done]
-    resumed = len(inputs.items) - len(todo)
-    if resumed:
-        log.info("resuming: %d of %d images already scored", resumed, len(inputs.items))
-    # Never drop finished results: images of the output that this run does not include
-    # (a smaller --limit, fewer files) stay in it.
-    kept = [k for k in done if k not in wanted]
-    if kept:
-        log.warning(
-            "%s holds %d image(s) this run does not include (%s); they are kept, so the "
-            "results cover %d images (choose another --output for these images alone)",
-            output,
-            len(kept),
-            ", ".join(kept[:3]) + (", ..." if len(kept) > 3 else ""),
-            len(inputs.items) + len(kept),
+    with contextlib.ExitStack() as held:
+        if output is not None:
+            held.enter_context(output_lock(output, "results"))
+        store = ResultStore(output, protocol) if output is not None else None
+        done = store.load() if store is not None else {}
+        wanted = {item.image for item in inputs.items}
+        # Images left out earlier are tried again (the file may have been fixed since).
+        done = {k: v for k, v in done.items() if v.error is None or k not in wanted}
+        todo = [item for item in inputs.items if item.image not in done]
+        resumed = len(inputs.items) - len(todo)
+        if resumed:
+            log.info("resuming: %d of %d images already scored", resumed, len(inputs.items))
+        # Never drop finished results: images of the output that this run does not include
+        # (a smaller --limit, fewer files) stay in it.
+        kept = [k for k in done if k not in wanted]
+        if kept:
+            log.warning(
+                "%s holds %d image(s) this run does not include (%s); they are kept, so the "
+                "results cover %d images (choose another --output for these images alone)",
+                output,
+                len(kept),
+                ", ".join(kept[:3]) + (", ..." if len(kept) > 3 else ""),
+                len(inputs.items) + len(kept),
+            )
+
+        bar = tqdm(
+            total=len(inputs.items),
+            initial=resumed,
+            desc="evaluate",
+            unit="image",
+            disable=not progress,
         )
 
-    bar = tqdm(
-        total=len(inputs.items),
-        initial=resumed,
-        desc="evaluate",
-        unit="image",
-        disable=not progress,
-    )
+        def keep(record: ImageRecord) -> None:
+            if store is not None:
+                store.add(record)
+            done[record.image] = record
+            for note in record.notes:
+                log.info("%s", note)
+            if record.error is not None:
+                log.warning("%s left out: %s", record.image, record.error)
+            bar.update()
 
-    def keep(record: ImageRecord) -> None:
+        try:
+            if todo:
+                _score_all(
+                    model,
+                    todo,
+                    protocol,
+                    device,
+                    keep,
+                    threads=threads,
+                    workers=workers,
+                    scheduler=scheduler,
+                )
+        except KeyboardInterrupt:
+            if store is not None:
+                log.warning(
+                    "interrupted: %d of %d images kept in %s; run the same command again to resume",
+                    len(done) - len(kept),
+                    len(inputs.items),
+                    store.partial,
+                )
+            raise
+        finally:
+            bar.close()
+
+        ordered = [done[item.image] for item in inputs.items] + [done[k] for k in kept]
+        skipped = {r.image: r.error for r in ordered if r.error is not None}
+        results = build_results(
+            [r for r in ordered if r.error is None], protocol, skipped, inputs.problems
+        )
+        results.attrs["threads"] = threads
         if store is not None:
-            store.add(record)
-        done[record.image] = record
-        for note in record.notes:
-            log.info("%s", note)
-        if record.error is not None:
-            log.warning("%s left out: %s", record.image, record.error)
-        bar.update()
-
-    try:
-        if todo:
-            _score_all(
-                model,
-                todo,
-                protocol,
-                device,
-                keep,
-                threads=threads,
-                workers=workers,
-                scheduler=scheduler,
-            )
-    except KeyboardInterrupt:
-        if store is not None:
-            log.warning(
-                "interrupted: %d of %d images kept in %s; run the same command again to resume",
-                len(done) - len(kept),
-                len(inputs.items),
-                store.partial,
-            )
-        raise
-    finally:
-        bar.close()
-
-    ordered = [done[item.image] for item in inputs.items] + [done[k] for k in kept]
-    skipped = {r.image: r.error for r in ordered if r.error is not None}
-    results = build_results(
-        [r for r in ordered if r.error is None], protocol, skipped, inputs.problems
-    )
-    results.attrs["threads"] = threads
-    if store is not None:
-        store.finish(results)
-        write_summary(results, output)
-    return results
+            store.finish(results)
+            write_summary(results, output)
+        return results
 
 
 @contextlib.contextmanager
