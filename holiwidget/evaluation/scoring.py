@@ -17,12 +17,11 @@ from dataclasses import asdict, dataclass, field
 
 import numpy as np
 import torch
-from PIL import Image
 from torch import nn
 
 from ..engine import explain
 from ..errors import HoliwidgetError
-from ..images import prepare_images
+from ..images import image_size, prepare_images
 from ..methods.holistic import Denoising
 from ..metrics.causal import BLUR_KERNEL, BLUR_SIGMA, insertion_deletion
 from ..metrics.pointing import centre_prior_epg, energy_pointing_game
@@ -156,8 +155,7 @@ def _score(
     notes: list[str] = []
     if protocol.target == "label" and item.label is None:
         raise HoliwidgetError(f"{item.image} has no label; give annotations or target='predicted'")
-    with Image.open(item.path) as im:
-        width, height = im.size
+    width, height = image_size(item.path)  # as displayed (EXIF), the frame of the boxes
     prep = prepare_images([item.path], size=protocol.input_size)
     x = prep.tensor
     target = item.label if protocol.target == "label" else None
