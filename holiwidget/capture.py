@@ -17,6 +17,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
+from .devices import DEVICE_TYPES, resolve_device
 from .errors import HoliwidgetError, warn
 
 __all__ = ["PassRecord", "model_device", "prepared", "record_pass"]
@@ -36,7 +37,9 @@ def prepared(model: nn.Module, device: torch.device | None = None) -> Iterator[n
 
     Every module's ``training`` flag, every parameter's ``requires_grad`` flag and the
     model's device are put back as they were, also when the body raises. This is the one
-    way holiwidget borrows a user's model.
+    way holiwidget borrows a user's model. The model is only moved between devices it can
+    come back from (see :func:`holiwidget.devices.resolve_device`): a model whose weights
+    are on the ``meta`` device (no values) is refused, and so is such a ``device``.
 
     Args:
         model: the network.
@@ -44,8 +47,18 @@ def prepared(model: nn.Module, device: torch.device | None = None) -> Iterator[n
 
     Yields:
         The same model, ready for :func:`record_pass`.
+
+    Raises:
+        HoliwidgetError: for a model or device that cannot run (nothing is moved then).
     """
     home = model_device(model)
+    if home.type not in DEVICE_TYPES:
+        raise HoliwidgetError(
+            f"the model's weights are on the {home.type!r} device, where they cannot run; "
+            "move the model to the CPU (or CUDA) with its real weights loaded first"
+        )
+    if device is not None:
+        device = resolve_device(device)
     modes = [(m, m.training) for m in model.modules()]
     flags = [(p, p.requires_grad) for p in model.parameters()]
     try:

@@ -19,7 +19,7 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from .capture import prepared, record_pass
-from .checks import positive_int
+from .checks import class_indices, finite_logits, positive_int
 from .dataset import build_dataset
 from .devices import resolve_device
 from .errors import HoliwidgetError, warn
@@ -105,17 +105,19 @@ def parse_methods(methods: str | Sequence[str], model: nn.Module | None = None) 
     return chosen
 
 
-def _targets_from(target: int | Sequence[int] | None, n: int) -> torch.Tensor | None:
+def _targets_from(target: object, n: int) -> torch.Tensor | None:
+    """The targets of ``n`` images: None (each image's top-1 class), one class index for
+    all, or one per image (see :func:`holiwidget.checks.class_indices`)."""
     if target is None or (isinstance(target, str) and target == "auto"):
         return None
-    values = [target] * n if isinstance(target, (int, np.integer)) else list(target)
+    values = class_indices(target, "target")
+    if isinstance(values, int):
+        values = [values] * n
     if len(values) != n:
         raise HoliwidgetError(
             f"{len(values)} targets for {n} images; give one target per image or one for all"
         )
-    if any(isinstance(v, bool) or not isinstance(v, (int, np.integer)) for v in values):
-        raise HoliwidgetError(f"targets must be class indices (integers), got {values!r}")
-    return torch.tensor([int(v) for v in values], dtype=torch.long)
+    return torch.tensor(values, dtype=torch.long)
 
 
 def _chooser(given: torch.Tensor | None) -> Callable[[torch.Tensor], torch.Tensor]:
@@ -142,6 +144,74 @@ def _warn_negative(name: str, a: torch.Tensor, warned: set[str]) -> None:
         )
 
 
+#: The fewest pixels (each side) an explained layer must keep: a 1-pixel map is constant,
+#: and every CAM of it would be all zeros.
+_MIN_LAYER_SIDE = 2
+
+
+def _smallest_side(model: nn.Module, modules: dict[str, nn.Module], device: torch.device) -> int:
+    """The smallest side s of a square input for which every layer keeps at least
+    ``_MIN_LAYER_SIDE`` pixels each way, by bisection over probe passes (0 if even 1792 is
+    not enough). Only run to word an error."""
+
+    def keeps(side: int) -> bool:
+        sides: dict[str, int] = {}
+
+        def hook_for(name: str) -> Callable:
+            def hook(module: nn.Module, inputs: tuple, output: object) -> None:
+                if isinstance(output, torch.Tensor) and output.dim() == 4:
+                    sides[name] = min(output.shape[-2:])
+
+            return hook
+
+        handles = [m.register_forward_hook(hook_for(n)) for n, m in modules.items()]
+        try:
+            with torch.no_grad():
+                model(torch.zeros(1, 3, side, side, device=device))
+        except RuntimeError:  # too small for the model itself (a pooling window, say)
+            return False
+        finally:
+            for handle in handles:
+                handle.remove()
+        return len(sides) == len(modules) and min(sides.values()) >= _MIN_LAYER_SIDE
+
+    low, high = 1, PYRAMID_SIDES[0]
+    while not keeps(high):
+        low, high = high, 2 * high
+        if high > 2048:
+            return 0
+    while high - low > 1:
+        mid = (low + high) // 2
+        low, high = (low, mid) if keeps(mid) else (mid, high)
+    return high
+
+
+def _check_layer_sizes(
+    model: nn.Module,
+    modules: dict[str, nn.Module],
+    activations: dict[str, torch.Tensor],
+    x: torch.Tensor,
+) -> None:
+    """A one-line error if an explained layer keeps fewer than 2 x 2 pixels of input ``x``,
+    naming the smallest input that would do."""
+    small = [
+        (n, tuple(a.shape[-2:]))
+        for n, a in activations.items()
+        if min(a.shape[-2:]) < _MIN_LAYER_SIDE
+    ]
+    if not small:
+        return
+    # the layer that keeps the fewest pixels (of those, the last given: the deepest, usually)
+    name, (h, w) = min(reversed(small), key=lambda item: min(item[1]))
+    side = _smallest_side(model, modules, x.device)
+    need = f"give inputs of at least {side}x{side} pixels" if side else "explain shallower layers"
+    raise HoliwidgetError(
+        f"input {x.shape[-2]}x{x.shape[-1]} is too small: layer {name!r} keeps {h}x{w} "
+        f"pixels (a map needs at least {_MIN_LAYER_SIDE}x{_MIN_LAYER_SIDE}); {need} (files, PIL "
+        f"images and arrays are resized to {PYRAMID_SIDES[0]}x{PYRAMID_SIDES[0]})"
+    )
+
+
 def _passes(
     model: nn.Module,
     modules: dict[str, nn.Module],
@@ -152,8 +222,12 @@ def _passes(
     progress: tqdm,
     warned: set[str],
     own_targets: bool,
+    ids: Sequence[str],
 ) -> tuple[dict[str, LayerFuser], torch.Tensor, torch.Tensor, torch.Tensor]:
     """Every network pass of one group of images, each layer's captures handed to its fuser.
+
+    The fundamental scale's pass is checked before any other: the model's output must be
+    finite and every layer must keep at least 2 x 2 pixels.
 
     Returns:
         The fusers, the fundamental scale's logits, the targets, and (n, passes) flags of
@@ -188,6 +262,9 @@ def _passes(
                 fixed = None if own_targets else targets[sub]
             gradients = bool(GRADIENT_METHODS & set(methods))
             rec = record_pass(model, modules, xs[sub], _chooser(fixed), gradients=gradients)
+            if scale == 0:
+                finite_logits(rec.logits, ids[sub])
+                _check_layer_sizes(model, modules, rec.activations, xs)
             scale_logits.append(rec.logits)
             chosen.append(rec.targets)
             counts = None if scale == 0 or not own_targets else rec.targets == targets[sub]
@@ -353,7 +430,16 @@ def explain(
                 fixed = given[sub] if given is not None else None
                 x = prep.tensor[sub].to(dev)
                 fusers, logits, targets, used = _passes(
-                    model, modules, x, fixed, chosen, backend, bar, warned, scale_targets == "own"
+                    model,
+                    modules,
+                    x,
+                    fixed,
+                    chosen,
+                    backend,
+                    bar,
+                    warned,
+                    scale_targets == "own",
+                    prep.ids[sub],
                 )
                 maps, primary, fundamental = _maps(fusers, chosen, used, denoising)
                 _own_pass_maps(model, modules, x, targets, chosen, maps)

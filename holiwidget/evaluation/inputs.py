@@ -2,8 +2,10 @@
 
 Mismatches are not fatal: images listed in the CSV but missing from the folder, and images
 in the folder without a row in the CSV, are left out, and each kind is reported once as a
-one-line problem. Per-image problems (an unreadable file, a label outside the model's
-classes) surface later, when the image is scored.
+one-line problem. Boxes are sized to their image files here (the header only), so that each
+box dropped (empty, or outside its image) is logged once, at WARNING level, before the run
+starts. Per-image problems (an unreadable file, a label outside the model's classes)
+surface later, when the image is scored.
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ from pathlib import Path
 
 from ..checks import positive_int
 from ..errors import HoliwidgetError
-from ..images import IMAGE_SUFFIXES
+from ..images import IMAGE_SUFFIXES, image_size
 from .annotations import ImageBoxes, read_annotations
 
 __all__ = ["EvaluationInputs", "EvaluationItem", "collect_inputs"]
@@ -83,6 +85,17 @@ def _image_files(images: str | os.PathLike | Sequence[str | os.PathLike]) -> dic
     return out
 
 
+def _sized(boxes: ImageBoxes, path: Path) -> ImageBoxes:
+    """The boxes sized to the file as displayed (EXIF orientation applied), when the CSV did
+    not give its size and there are boxes; an unreadable file is left for scoring to report."""
+    if (boxes.width is not None and boxes.height is not None) or not len(boxes.boxes):
+        return boxes
+    try:
+        return boxes.sized(*image_size(path))
+    except HoliwidgetError:
+        return boxes
+
+
 def collect_inputs(
     images: str | os.PathLike | Sequence[str | os.PathLike],
     annotations: AnnotationsLike = None,
@@ -97,7 +110,8 @@ def collect_inputs(
         limit: keep only the first ``limit`` images (in the CSV's order, else by name).
 
     Returns:
-        The items and the problems found (one line each).
+        The items and the problems found (one line each). Boxes are sized to their files
+        (see :meth:`ImageBoxes.sized`; dropped boxes are logged at WARNING level).
     """
     if limit is not None:
         limit = positive_int(limit, "limit")
@@ -122,7 +136,7 @@ def collect_inputs(
                 f"({_examples(unlisted)}); left out"
             )
         items = [
-            EvaluationItem(name, str(files[name]), boxes.label, boxes)
+            EvaluationItem(name, str(files[name]), boxes.label, _sized(boxes, files[name]))
             for name, boxes in table.items()
             if name in files
         ]

@@ -22,7 +22,7 @@ from torch import nn
 
 from ..engine import explain
 from ..errors import HoliwidgetError
-from ..images import prepare_images
+from ..images import image_size, prepare_images
 from ..methods.holistic import Denoising
 from ..metrics.causal import BLUR_KERNEL, BLUR_SIGMA, insertion_deletion
 from ..metrics.pointing import centre_prior_epg, energy_pointing_game
@@ -169,8 +169,7 @@ def _score(
     if protocol.target == "label" and item.label is None:
         raise HoliwidgetError(f"{item.image} has no label; give annotations or target='predicted'")
     try:
-        with Image.open(item.path) as im:
-            width, height = im.size
+        width, height = image_size(item.path)  # as displayed (EXIF), the frame of the boxes
         prep = prepare_images([item.path], size=protocol.input_size)
     except _UNREADABLE as exc:  # the image's fault: a skipped record, not a failed run
         raise HoliwidgetError(

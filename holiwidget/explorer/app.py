@@ -29,12 +29,14 @@ from matplotlib.figure import Figure
 from PIL import Image
 from torch import nn
 
+from ..checks import class_index
 from ..dataset import dataset_format, open_dataset
 from ..dataset import save_dataset as _save_dataset
 from ..devices import resolve_device
 from ..engine import explain, parse_methods
 from ..errors import HoliwidgetError
 from ..figure import ALPHA, figure_format
+from ..images import ImageInput
 from ..layers import resolve_layers
 from ..methods import LABELS, METHODS, PYRAMID_METHODS
 from ..methods.holistic import Denoising
@@ -845,16 +847,19 @@ class Explorer:
         raise HoliwidgetError("nothing shown yet: wait for the first maps")
 
     def set_target(self, index: int) -> None:
-        """Explain class ``index`` for the current image (adds it to the target list)."""
+        """Explain class ``index`` for the current image (adds it to the target list).
+
+        ``index`` is an integer (numpy integers and 0-d integer tensors too); a float such
+        as 3.7 is refused, not truncated."""
+        index = class_index(index, "the target class")
         self._ensure_maps()
         if self._model is None:
             raise HoliwidgetError("browsing a saved dataset: the target is fixed (needs a model)")
         names = self._class_names()
-        if isinstance(index, bool) or not 0 <= int(index) < len(names):
+        if not 0 <= index < len(names):
             raise HoliwidgetError(
                 f"class {index} is outside the model's {len(names)} classes (0..{len(names) - 1})"
             )
-        index = int(index)
         extras = self._extra_targets.setdefault(self._image_key, [])
         if index not in extras:
             extras.append(index)
@@ -866,6 +871,13 @@ class Explorer:
     @_action
     def _on_denoise(self, change: dict) -> None:
         owner = change["owner"]
+        if owner is self.threshold:
+            try:
+                Denoising(threshold=change["new"])
+            except HoliwidgetError:
+                with self._silently():
+                    owner.value = change["old"]  # a NaN would fail every later move
+                raise
         if owner in (self.median, self.box) and int(change["new"]) % 2 == 0:
             value = int(change["new"]) + 1 if change["new"] < owner.max else int(change["new"]) - 1
             owner.value = value  # acts through this callback again
@@ -963,10 +975,24 @@ class Explorer:
         if files:
             self.add_images(upload_sources(files))
 
-    def add_images(self, sources: Sequence[ImageSource]) -> None:
-        """Add images to the chooser and show the first of them."""
+    def add_images(
+        self, sources: ImageSource | ImageInput | Sequence[ImageSource | ImageInput]
+    ) -> None:
+        """Add images to the chooser and show the first of them.
+
+        Args:
+            sources: image sources (from :func:`folder_sources`, :func:`upload_sources`), or
+                what ``images=`` takes (paths, sample names, PIL images, arrays), one or a
+                list.
+        """
         if self._model is None:
             raise HoliwidgetError("browsing a saved dataset: adding images needs a model")
+        given = list(sources) if isinstance(sources, (list, tuple)) else [sources]
+        sources = [s if isinstance(s, ImageSource) else given_sources([s])[0] for s in given]
+        if not sources:
+            raise HoliwidgetError(
+                "no images to add; pass at least one path, sample name, PIL image or array"
+            )
         for src in sources:
             self._sources.setdefault(src.key, src)
         with self._silently():

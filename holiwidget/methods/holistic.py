@@ -16,6 +16,8 @@ import torch
 from ..errors import HoliwidgetError
 
 __all__ = [
+    "MAX_BOX",
+    "MAX_MEDIAN",
     "PGE_EPS",
     "Denoising",
     "holistic_map",
@@ -26,6 +28,15 @@ __all__ = [
 
 #: PGE's eps, once in the denominator.
 PGE_EPS = 1e-6
+#: The largest median kernel: OpenCV's 8-bit median filter counts its window in 16-bit
+#: histogram bins, which hold a 255 x 255 window (65025 values) on every map. Beyond that it
+#: depends on the map: from 299 on it fails (an assertion inside OpenCV) or gives wrong medians.
+MAX_MEDIAN = 255
+#: The largest box kernel. OpenCV's 8-bit box filter is exact up to 46339 (its 32-bit sums
+#: overflow beyond); a box many times the map's side is just the map's mean, so 4095 leaves
+#: room for large tensor inputs (the paper's 91 at 224 pixels is 4095 at 10080) and catches
+#: slips such as 9100 for 91.
+MAX_BOX = 4095
 
 
 def pge_weights(activation: torch.Tensor, gradient: torch.Tensor) -> torch.Tensor:
@@ -69,9 +80,11 @@ class Denoising:
     The one home of the defaults (the paper's: tau 0.5, median 51, box 91, for 224 x 224).
 
     Attributes:
-        threshold: the fusion denoising threshold tau, in (0, 1].
-        median: the median kernel m of the low-pass wrap (odd, >= 1; 1 is no filter).
-        box: the box kernel b of the low-pass wrap, the low-pass cutoff (odd, >= 1).
+        threshold: the fusion denoising threshold tau, in (0, 1] (Python or numpy number).
+        median: the median kernel m of the low-pass wrap (odd, 1 to :data:`MAX_MEDIAN`;
+            1 is no filter).
+        box: the box kernel b of the low-pass wrap, the low-pass cutoff (odd, 1 to
+            :data:`MAX_BOX`).
 
     Raises:
         HoliwidgetError: a value out of range, in one line with the defaults.
@@ -87,11 +100,20 @@ class Denoising:
             raise HoliwidgetError(
                 f"threshold must be in (0, 1], got {t!r}; the default is {Denoising.threshold}"
             )
-        for name in ("median", "box"):
+        limits = (
+            ("median", MAX_MEDIAN, " (OpenCV's 8-bit median filter breaks above)"),
+            ("box", MAX_BOX, ""),
+        )
+        for name, most, why in limits:
             k = getattr(self, name)
-            if isinstance(k, bool) or not isinstance(k, numbers.Integral) or k < 1 or k % 2 == 0:
+            if isinstance(k, bool) or not isinstance(k, numbers.Integral) or not 1 <= k <= most:
                 raise HoliwidgetError(
-                    f"{name} kernel must be an odd positive integer, got {k!r} "
+                    f"{name} kernel must be an odd integer from 1 to {most}{why}, got {k!r} "
+                    f"(defaults: median {Denoising.median}, box {Denoising.box})"
+                )
+            if k % 2 == 0:
+                raise HoliwidgetError(
+                    f"{name} kernel must be odd, got {k!r}; use {k - 1} or {k + 1} "
                     f"(defaults: median {Denoising.median}, box {Denoising.box})"
                 )
             object.__setattr__(self, name, int(k))

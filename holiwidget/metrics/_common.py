@@ -10,7 +10,7 @@ import torch
 from torch import nn
 
 from ..capture import prepared
-from ..checks import positive_int
+from ..checks import class_indices, finite_logits, positive_int
 from ..devices import resolve_device
 from ..errors import HoliwidgetError
 
@@ -91,32 +91,23 @@ def pick(t: torch.Tensor, i: int) -> torch.Tensor:
 
 
 def as_targets(target: TargetLike, count: int) -> torch.Tensor | None:
-    """One class index per pair, or None for the top-1 class of each image."""
+    """One class index per pair, or None for the top-1 class of each image.
+
+    One index (an integer, a numpy integer, a 0-d tensor) or a sequence of one serves every
+    pair; floats, strings and booleans are refused (see :func:`holiwidget.checks.class_indices`).
+    """
     if target is None:
         return None
-    if isinstance(target, (torch.Tensor, np.ndarray)):
-        values = target.reshape(-1).tolist()
-    elif isinstance(target, (int, np.integer)) and not isinstance(target, bool):
-        values = [int(target)] * count
-    else:
-        values = list(target)  # type: ignore[arg-type]
+    values = class_indices(target, "target")
+    if isinstance(values, int):
+        values = [values]
     if len(values) == 1 and count > 1:
         values = values * count
     if len(values) != count:
         raise HoliwidgetError(f"{len(values)} targets for {count} maps; give one per map or one")
-
-    def is_index(v: object) -> bool:
-        if isinstance(v, bool):
-            return False
-        try:
-            f = float(v)  # type: ignore[arg-type]
-        except (TypeError, ValueError):
-            return False
-        return f.is_integer() and f >= 0
-
-    if not all(is_index(v) for v in values):
-        raise HoliwidgetError(f"targets must be non-negative class indices, got {values!r}")
-    return torch.tensor([int(v) for v in values], dtype=torch.long)
+    if min(values) < 0:
+        raise HoliwidgetError(f"targets must be non-negative class indices, got {min(values)}")
+    return torch.tensor(values, dtype=torch.long)
 
 
 class Evaluator:
@@ -136,6 +127,7 @@ class Evaluator:
             raise HoliwidgetError(
                 f"the model returned shape {tuple(out.shape)}; metrics need logits (N, classes)"
             )
+        finite_logits(out)
         self.classes = out.shape[1]
         return out
 
