@@ -8,7 +8,6 @@ denoised (Holistic-CAM) or finished (CAMERAS), and everything becomes one datase
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Callable, Sequence
 
 import numpy as np
@@ -19,23 +18,22 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from .capture import prepared, record_pass
-from .checks import class_indices, finite_logits, positive_int
+from .checks import finite_logits, positive_int
 from .dataset import build_dataset
 from .devices import resolve_device
 from .errors import HoliwidgetError, warn
 from .fusion import LayerFuser, resolve_backend
 from .images import ImageInput, prepare_images
-from .layers import resolve_layers
-from .methods import GRADIENT_METHODS, METHODS, PYRAMID_METHODS, gradient
+from .layers import check_layer_sizes, resolve_layers
+from .methods import GRADIENT_METHODS, PYRAMID_METHODS, gradient, parse_methods
 from .methods.eigen import eigen_projection
 from .methods.finish import finish_maps, minmax
 from .methods.holistic import Denoising
 from .methods.iia import finish_iia, iia
-from .methods.relevance import finish_relevancecam, relevancecam, relevancecam_unsupported
+from .methods.relevance import finish_relevancecam, relevancecam
+from .targets import target_chooser, targets_from
 
-__all__ = ["PYRAMID_SIDES", "explain", "parse_methods", "pyramid_sizes"]
-
-log = logging.getLogger(__name__)
+__all__ = ["PYRAMID_SIDES", "explain", "pyramid_sizes"]
 
 #: Side lengths of the input pyramid for a 224 x 224 input: range(224, 1000, 100).
 PYRAMID_SIDES = tuple(range(224, 1000, 100))
@@ -83,58 +81,6 @@ def _pass_order(sizes: list[tuple[int, int]]) -> list[tuple[int, int]]:
     return [sizes[0], *sorted(sizes[1:], reverse=True)]
 
 
-def parse_methods(methods: str | Sequence[str], model: nn.Module | None = None) -> list[str]:
-    """Validate method names (a list, a comma-separated string, or ``"all"``).
-
-    With a model, ``"all"`` leaves out the methods that cannot explain it (Relevance-CAM has
-    LRP rules for ResNets, VGGs and MobileNetV2 only) and logs why; a method named
-    explicitly is kept, and refused with the reason when the model is explained.
-    """
-    every = isinstance(methods, str) and methods == "all"
-    if isinstance(methods, str):
-        methods = list(METHODS) if every else [m.strip() for m in methods.split(",")]
-    chosen = list(dict.fromkeys(methods))
-    unknown = [m for m in chosen if m not in METHODS]
-    if unknown or not chosen:
-        raise HoliwidgetError(
-            f"unknown method {', '.join(unknown) or '(none)'}; choose from {', '.join(METHODS)} or all"
-        )
-    if every and model is not None and (why := relevancecam_unsupported(model)) is not None:
-        log.warning("leaving relevancecam out of 'all': %s", why)
-        chosen.remove("relevancecam")
-    return chosen
-
-
-def _targets_from(target: object, n: int) -> torch.Tensor | None:
-    """The targets of ``n`` images: None (each image's top-1 class), one class index for
-    all, or one per image (see :func:`holiwidget.checks.class_indices`)."""
-    if target is None or (isinstance(target, str) and target == "auto"):
-        return None
-    values = class_indices(target, "target")
-    if isinstance(values, int):
-        values = [values] * n
-    if len(values) != n:
-        raise HoliwidgetError(
-            f"{len(values)} targets for {n} images; give one target per image or one for all"
-        )
-    return torch.tensor(values, dtype=torch.long)
-
-
-def _chooser(given: torch.Tensor | None) -> Callable[[torch.Tensor], torch.Tensor]:
-    def choose(logits: torch.Tensor) -> torch.Tensor:
-        classes = logits.shape[1]
-        if given is None:
-            return logits.argmax(dim=1)
-        bad = given[(given < 0) | (given >= classes)]
-        if bad.numel():
-            raise HoliwidgetError(
-                f"target {int(bad[0])} is outside the model's {classes} classes (0..{classes - 1})"
-            )
-        return given.to(logits.device)
-
-    return choose
-
-
 def _warn_negative(name: str, a: torch.Tensor, warned: set[str]) -> None:
     if name not in warned and float(a.min()) < 0:
         warned.add(name)
@@ -142,74 +88,6 @@ def _warn_negative(name: str, a: torch.Tensor, warned: set[str]) -> None:
             f"layer {name!r} has negative activations (min {float(a.min()):.3g}); CAM methods "
             "assume non-negative (post-ReLU) outputs: explain a post-activation layer instead"
         )
-
-
-#: The fewest pixels (each side) an explained layer must keep: a 1-pixel map is constant,
-#: and every CAM of it would be all zeros.
-_MIN_LAYER_SIDE = 2
-
-
-def _smallest_side(model: nn.Module, modules: dict[str, nn.Module], device: torch.device) -> int:
-    """The smallest side s of a square input for which every layer keeps at least
-    ``_MIN_LAYER_SIDE`` pixels each way, by bisection over probe passes (0 if even 1792 is
-    not enough). Only run to word an error."""
-
-    def keeps(side: int) -> bool:
-        sides: dict[str, int] = {}
-
-        def hook_for(name: str) -> Callable:
-            def hook(module: nn.Module, inputs: tuple, output: object) -> None:
-                if isinstance(output, torch.Tensor) and output.dim() == 4:
-                    sides[name] = min(output.shape[-2:])
-
-            return hook
-
-        handles = [m.register_forward_hook(hook_for(n)) for n, m in modules.items()]
-        try:
-            with torch.no_grad():
-                model(torch.zeros(1, 3, side, side, device=device))
-        except RuntimeError:  # too small for the model itself (a pooling window, say)
-            return False
-        finally:
-            for handle in handles:
-                handle.remove()
-        return len(sides) == len(modules) and min(sides.values()) >= _MIN_LAYER_SIDE
-
-    low, high = 1, PYRAMID_SIDES[0]
-    while not keeps(high):
-        low, high = high, 2 * high
-        if high > 2048:
-            return 0
-    while high - low > 1:
-        mid = (low + high) // 2
-        low, high = (low, mid) if keeps(mid) else (mid, high)
-    return high
-
-
-def _check_layer_sizes(
-    model: nn.Module,
-    modules: dict[str, nn.Module],
-    activations: dict[str, torch.Tensor],
-    x: torch.Tensor,
-) -> None:
-    """A one-line error if an explained layer keeps fewer than 2 x 2 pixels of input ``x``,
-    naming the smallest input that would do."""
-    small = [
-        (n, tuple(a.shape[-2:]))
-        for n, a in activations.items()
-        if min(a.shape[-2:]) < _MIN_LAYER_SIDE
-    ]
-    if not small:
-        return
-    # the layer that keeps the fewest pixels (of those, the last given: the deepest, usually)
-    name, (h, w) = min(reversed(small), key=lambda item: min(item[1]))
-    side = _smallest_side(model, modules, x.device)
-    need = f"give inputs of at least {side}x{side} pixels" if side else "explain shallower layers"
-    raise HoliwidgetError(
-        f"input {x.shape[-2]}x{x.shape[-1]} is too small: layer {name!r} keeps {h}x{w} "
-        f"pixels (a map needs at least {_MIN_LAYER_SIDE}x{_MIN_LAYER_SIDE}); {need} (files, PIL "
-        f"images and arrays are resized to {PYRAMID_SIDES[0]}x{PYRAMID_SIDES[0]})"
-    )
 
 
 def _passes(
@@ -261,10 +139,10 @@ def _passes(
             else:
                 fixed = None if own_targets else targets[sub]
             gradients = bool(GRADIENT_METHODS & set(methods))
-            rec = record_pass(model, modules, xs[sub], _chooser(fixed), gradients=gradients)
+            rec = record_pass(model, modules, xs[sub], target_chooser(fixed), gradients=gradients)
             if scale == 0:
                 finite_logits(rec.logits, ids[sub])
-                _check_layer_sizes(model, modules, rec.activations, xs)
+                check_layer_sizes(model, modules, rec.activations, xs)
             scale_logits.append(rec.logits)
             chosen.append(rec.targets)
             counts = None if scale == 0 or not own_targets else rec.targets == targets[sub]
@@ -375,7 +253,7 @@ def explain(
         layers: ``"auto"`` (the holistic stage), a dotted module name, comma-separated
             names, or a list of names.
         methods: any of holistic, gradcam, gradcampp, xgradcam, eigencam, layercam, cameras,
-            relevancecam, iia, or ``"all"`` (see :func:`parse_methods`).
+            relevancecam, iia, or ``"all"`` (see :func:`holiwidget.methods.parse_methods`).
         target: the class to explain: one index for all images, one per image, or None for
             each image's top-1 class at the fundamental scale.
         threshold: Holistic-CAM's fusion denoising threshold tau, in (0, 1].
@@ -411,7 +289,7 @@ def explain(
     backend = resolve_backend(fusion, dev)
     prep = prepare_images(images)
     n = prep.tensor.shape[0]
-    given = _targets_from(target, n)
+    given = targets_from(target, n)
     modules = resolve_layers(model, layers)
     group = _GROUP.get(dev.type, _GROUP["default"])
     if batch_size is not None:

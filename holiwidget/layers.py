@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import difflib
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import torch
 from torch import nn
@@ -12,7 +12,7 @@ from torchvision import models as tvm
 from .capture import model_device, prepared
 from .errors import HoliwidgetError
 
-__all__ = ["holistic_stage", "probe_outputs", "resolve_layers"]
+__all__ = ["check_layer_sizes", "holistic_stage", "probe_outputs", "resolve_layers"]
 
 # Spec section 6: the post-ReLU6 expansion output of the last block of each resolution stage.
 _MOBILENET_V2 = ("features.3.conv.0", "features.6.conv.0", "features.13.conv.0", "features.18")
@@ -133,3 +133,73 @@ def resolve_layers(model: nn.Module, layers: str | Sequence[str]) -> dict[str, n
             raise HoliwidgetError(f"unknown layer {name!r} ({hint})")
         resolved[name] = modules[name]
     return resolved
+
+
+# The side that files, PIL images and arrays are resized to (see holiwidget.images).
+_RESIZED = 224
+#: The fewest pixels (each side) an explained layer must keep: a 1-pixel map is constant,
+#: and every CAM of it would be all zeros.
+_MIN_LAYER_SIDE = 2
+
+
+def _smallest_side(model: nn.Module, modules: dict[str, nn.Module], device: torch.device) -> int:
+    """The smallest side s of a square input for which every layer keeps at least
+    ``_MIN_LAYER_SIDE`` pixels each way, by bisection over probe passes (0 if even 1792 is
+    not enough). Only run to word an error."""
+
+    def keeps(side: int) -> bool:
+        sides: dict[str, int] = {}
+
+        def hook_for(name: str) -> Callable:
+            def hook(module: nn.Module, inputs: tuple, output: object) -> None:
+                if isinstance(output, torch.Tensor) and output.dim() == 4:
+                    sides[name] = min(output.shape[-2:])
+
+            return hook
+
+        handles = [m.register_forward_hook(hook_for(n)) for n, m in modules.items()]
+        try:
+            with torch.no_grad():
+                model(torch.zeros(1, 3, side, side, device=device))
+        except RuntimeError:  # too small for the model itself (a pooling window, say)
+            return False
+        finally:
+            for handle in handles:
+                handle.remove()
+        return len(sides) == len(modules) and min(sides.values()) >= _MIN_LAYER_SIDE
+
+    low, high = 1, _RESIZED
+    while not keeps(high):
+        low, high = high, 2 * high
+        if high > 2048:
+            return 0
+    while high - low > 1:
+        mid = (low + high) // 2
+        low, high = (low, mid) if keeps(mid) else (mid, high)
+    return high
+
+
+def check_layer_sizes(
+    model: nn.Module,
+    modules: dict[str, nn.Module],
+    activations: dict[str, torch.Tensor],
+    x: torch.Tensor,
+) -> None:
+    """A one-line error if an explained layer keeps fewer than 2 x 2 pixels of input ``x``,
+    naming the smallest input that would do."""
+    small = [
+        (n, tuple(a.shape[-2:]))
+        for n, a in activations.items()
+        if min(a.shape[-2:]) < _MIN_LAYER_SIDE
+    ]
+    if not small:
+        return
+    # the layer that keeps the fewest pixels (of those, the last given: the deepest, usually)
+    name, (h, w) = min(reversed(small), key=lambda item: min(item[1]))
+    side = _smallest_side(model, modules, x.device)
+    need = f"give inputs of at least {side}x{side} pixels" if side else "explain shallower layers"
+    raise HoliwidgetError(
+        f"input {x.shape[-2]}x{x.shape[-1]} is too small: layer {name!r} keeps {h}x{w} "
+        f"pixels (a map needs at least {_MIN_LAYER_SIDE}x{_MIN_LAYER_SIDE}); {need} (files, PIL "
+        f"images and arrays are resized to {_RESIZED}x{_RESIZED})"
+    )

@@ -326,6 +326,15 @@ def test_explorer_refuses_bad_targets_and_empty_adds(explorer: Explorer, tmp_pat
     assert ex.dataset["image"].values[0] == "given"
 
 
+def test_explorer_constructor_refuses_float_targets_and_non_images(tiny) -> None:
+    with pytest.raises(HoliwidgetError, match=r"got 3\.7") as err:
+        _ = Explorer(tiny, target=3.7, interactive=False).dataset
+    one_line(err)
+    with pytest.raises(HoliwidgetError, match="images is a int") as err:
+        Explorer(tiny, images=5, interactive=False)
+    one_line(err)
+
+
 def test_explorer_threshold_slider_refuses_nan_and_goes_on(explorer: Explorer) -> None:
     ex = explorer
     ex.threshold.value = 0.3
@@ -362,6 +371,11 @@ def test_16_bit_images_are_scaled_to_8_bits_everywhere(tmp_path) -> None:
         got = prepare_images(given).display
         np.testing.assert_array_equal(got, want)
     assert want.min() < 10 and want.max() > 245  # a ramp, not a blank white image
+    # and uploaded to the explorer
+    from holiwidget.explorer.state import upload_sources
+
+    (upload,) = upload_sources([{"name": "ramp16.png", "content": png.read_bytes()}])
+    np.testing.assert_array_equal(prepare_images(upload.item).display, want)
     with pytest.raises(HoliwidgetError, match=r"0\.\.65535"):
         prepare_images(Image.fromarray(np.full((8, 8), 70000, np.int32)))
     with pytest.raises(HoliwidgetError, match=r"outside 0\.\.255"):

@@ -9,9 +9,9 @@ from pathlib import Path
 
 from ..dataset import check_dataset_output
 from ..devices import resolve_device
-from ..engine import parse_methods
 from ..errors import HoliwidgetError
 from ..evaluation import evaluate, parse_metrics, summary_markdown, summary_paths
+from ..methods import parse_methods
 from ..models import load_model
 from .options import (
     add_denoising_options,

@@ -8,8 +8,9 @@ from pathlib import Path
 
 from ..dataset import check_dataset_output, save_dataset
 from ..devices import resolve_device
-from ..engine import explain, parse_methods
+from ..engine import explain
 from ..figure import explain_figure, figure_format, save_figure
+from ..methods import parse_methods
 from ..methods.holistic import Denoising
 from ..models import load_model
 from ..outputs import check_output, output_lock

@@ -23,9 +23,9 @@ from tqdm.auto import tqdm
 from ..checks import positive_int
 from ..dataset import check_dataset_output
 from ..devices import resolve_device
-from ..engine import parse_methods
 from ..errors import HoliwidgetError
 from ..layers import resolve_layers
+from ..methods import parse_methods
 from ..methods.holistic import Denoising
 from ..models import model_info
 from ..outputs import output_lock

@@ -33,12 +33,12 @@ from ..checks import class_index
 from ..dataset import dataset_format, open_dataset
 from ..dataset import save_dataset as _save_dataset
 from ..devices import resolve_device
-from ..engine import explain, parse_methods
+from ..engine import explain
 from ..errors import HoliwidgetError
 from ..figure import ALPHA, figure_format
 from ..images import ImageInput
 from ..layers import resolve_layers
-from ..methods import LABELS, METHODS, PYRAMID_METHODS
+from ..methods import LABELS, METHODS, PYRAMID_METHODS, parse_methods
 from ..methods.holistic import Denoising
 from ..models import class_names
 from ..outputs import atomic_output, check_output
@@ -331,7 +331,7 @@ class Explorer:
         self.export_path = W.Text(
             value="holiwidget-explorer",
             description="export to",
-            tooltip="file name without extension (.nc and .png are added)",
+            tooltip="file name; an extension picks the format (.nc/.zarr, .png/.svg/.pdf/...), else .nc and .png",
         )
         self.save_dataset_button = W.Button(
             description="dataset (.nc)",
@@ -339,7 +339,9 @@ class Explorer:
             tooltip="write the current dataset to netCDF",
         )
         self.save_figure_button = W.Button(
-            description="figure (.png)", icon="image", tooltip="write the current views to one PNG"
+            description="figure",
+            icon="image",
+            tooltip="write the current views to one image (PNG unless the name says otherwise)",
         )
         self.status = W.HTML(value="")
         self.progress = W.IntProgress(value=0, min=0, max=1, description="", bar_style="")
@@ -638,11 +640,11 @@ class Explorer:
         preds = self._prediction(key)
         if target is None:
             target = preds.top(1)[0][0]
-        if not 0 <= int(target) < len(preds.names):
+        target = class_index(target, "target")
+        if not 0 <= target < len(preds.names):
             raise HoliwidgetError(
                 f"target {target} is outside the model's {len(preds.names)} classes (0..{len(preds.names) - 1})"
             )
-        target = int(target)
         self._set_target_options(key, preds, target)
         ds = self._cache.get(key, target, layers, methods)
         cached = ds is not None

@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 import torch
 import xarray as xr
-from PIL import Image, UnidentifiedImageError
+from PIL import Image, ImageOps, UnidentifiedImageError
 from torch import nn
 
 from ..capture import prepared
@@ -73,6 +73,11 @@ def given_sources(images: object) -> list[ImageSource]:
         return []
     if isinstance(images, (str, os.PathLike, Image.Image, np.ndarray)):
         images = [images]
+    if not isinstance(images, (list, tuple)):
+        raise HoliwidgetError(
+            f"images is a {type(images).__name__}; pass a path, a sample name, a PIL image, an "
+            "array, or a list of them"
+        )
     out = []
     for i, item in enumerate(images):
         if isinstance(item, str) and item in SAMPLES and not Path(item).exists():
@@ -111,10 +116,13 @@ def upload_sources(files: Iterable[dict]) -> list[ImageSource]:
         try:
             with Image.open(io.BytesIO(content)) as img:
                 img.load()
-                rgb = img.convert("RGB")
-        except (UnidentifiedImageError, OSError) as exc:
+                # upright as a phone shows it; its mode (16-bit too) is converted by
+                # holiwidget.images when the image is prepared, as for files
+                rgb = ImageOps.exif_transpose(img)
+        except (UnidentifiedImageError, OSError, Image.DecompressionBombError) as exc:
             raise HoliwidgetError(
-                f"cannot read {name} as an image ({exc}); upload a JPEG or PNG"
+                f"cannot read {name} as an image ({type(exc).__name__}); upload a JPEG or PNG "
+                f"of at most {Image.MAX_IMAGE_PIXELS or 0:,} pixels"
             ) from None
         digest = hashlib.sha1(content).hexdigest()[:12]
         out.append(ImageSource(f"upload:{digest}", f"upload: {name}", rgb))

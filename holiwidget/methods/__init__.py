@@ -13,6 +13,13 @@
 
 from __future__ import annotations
 
+import logging
+from collections.abc import Sequence
+
+from torch import nn
+
+from ..errors import HoliwidgetError
+
 #: Every method the engine computes, in the order of the dataset's ``cam`` dimension.
 METHODS = (
     "holistic",
@@ -46,4 +53,40 @@ LABELS = {
     "iia": "IIA",
 }
 
-__all__ = ["GRADIENT_METHODS", "LABELS", "METHODS", "OWN_PASS_METHODS", "PYRAMID_METHODS"]
+__all__ = [
+    "GRADIENT_METHODS",
+    "LABELS",
+    "METHODS",
+    "OWN_PASS_METHODS",
+    "PYRAMID_METHODS",
+    "parse_methods",
+]
+
+log = logging.getLogger(__name__)
+
+
+def parse_methods(methods: str | Sequence[str], model: nn.Module | None = None) -> list[str]:
+    """Validate method names (a list, a comma-separated string, or ``"all"``).
+
+    With a model, ``"all"`` leaves out the methods that cannot explain it (Relevance-CAM has
+    LRP rules for ResNets, VGGs and MobileNetV2 only) and logs why; a method named
+    explicitly is kept, and refused with the reason when the model is explained.
+    """
+    every = isinstance(methods, str) and methods == "all"
+    if isinstance(methods, str):
+        methods = list(METHODS) if every else [m.strip() for m in methods.split(",")]
+    chosen = list(dict.fromkeys(methods))
+    unknown = [m for m in chosen if m not in METHODS]
+    if unknown or not chosen:
+        raise HoliwidgetError(
+            f"unknown method {', '.join(unknown) or '(none)'}; choose from {', '.join(METHODS)} or all"
+        )
+    if every and model is not None:
+        # imported here: the LRP rules import zennit, which the method names need not
+        from .relevance import relevancecam_unsupported
+
+        why = relevancecam_unsupported(model)
+        if why is not None:
+            log.warning("leaving relevancecam out of 'all': %s", why)
+            chosen.remove("relevancecam")
+    return chosen
