@@ -20,9 +20,18 @@ from torch import nn
 from .devices import DEVICE_TYPES, resolve_device
 from .errors import HoliwidgetError, warn
 
-__all__ = ["PassRecord", "model_device", "prepared", "record_pass"]
+__all__ = ["PassRecord", "check_layer_output", "model_device", "prepared", "record_pass"]
 
 log = logging.getLogger(__name__)
+
+
+def check_layer_output(name: str, output: object) -> None:
+    """A one-line error unless a recorded layer's output is an (N, K, h, w) tensor."""
+    if not isinstance(output, torch.Tensor) or output.dim() != 4:
+        raise HoliwidgetError(
+            f"layer {name!r} does not output an (N, K, h, w) tensor; "
+            "explain a convolutional layer or block instead"
+        )
 
 
 def model_device(model: nn.Module) -> torch.device:
@@ -156,11 +165,7 @@ def _record(
 
     def hook_for(name: str, copy: bool) -> Callable:
         def hook(module: nn.Module, inputs: tuple, output: object) -> torch.Tensor:
-            if not isinstance(output, torch.Tensor) or output.dim() != 4:
-                raise HoliwidgetError(
-                    f"layer {name!r} does not output an (N, K, h, w) tensor; "
-                    "explain a convolutional layer or block instead"
-                )
+            check_layer_output(name, output)
             calls[name] += 1
             if gradients and not output.requires_grad:
                 output = output.detach().requires_grad_(True)

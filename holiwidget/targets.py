@@ -9,7 +9,7 @@ import torch
 from .checks import class_indices
 from .errors import HoliwidgetError
 
-__all__ = ["target_chooser", "targets_from"]
+__all__ = ["target_chooser", "target_tensor", "targets_from"]
 
 
 def targets_from(target: object, n: int) -> torch.Tensor | None:
@@ -43,3 +43,14 @@ def target_chooser(given: torch.Tensor | None) -> Callable[[torch.Tensor], torch
         return given.to(logits.device)
 
     return choose
+
+
+def target_tensor(targets: object, n: int, device: torch.device) -> torch.Tensor:
+    """``n`` integer class indices, one per image, as an int64 tensor on ``device``."""
+    t = torch.as_tensor(targets)
+    if t.shape != (n,) or t.dtype.is_floating_point or t.dtype == torch.bool:
+        raise HoliwidgetError(
+            f"targets must be {n} integer class indices, one per image; got shape "
+            f"{tuple(t.shape)} of {t.dtype}"
+        )
+    return t.to(device=device, dtype=torch.int64)

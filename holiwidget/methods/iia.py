@@ -21,7 +21,9 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..capture import prepared, record_pass
+from ..checks import positive_int
 from ..errors import HoliwidgetError
+from ..targets import target_chooser, target_tensor
 from .finish import minmax
 
 __all__ = ["IIA_STEPS", "finish_iia", "iia"]
@@ -62,18 +64,9 @@ def iia(
     """
     if not layers:
         raise HoliwidgetError("iia needs at least one layer to explain")
-    if not isinstance(images_per_pass, int) or images_per_pass < 1:
-        raise HoliwidgetError(
-            f"images_per_pass must be a positive integer, not {images_per_pass!r}"
-        )
+    images_per_pass = positive_int(images_per_pass, "images_per_pass")
     n = x.shape[0]
-    targets = torch.as_tensor(targets)
-    if targets.shape != (n,) or targets.dtype.is_floating_point or targets.dtype == torch.bool:
-        raise HoliwidgetError(
-            f"targets must be {n} integer class indices, one per image; got shape "
-            f"{tuple(targets.shape)} of {targets.dtype}"
-        )
-    targets = targets.to(device=x.device, dtype=torch.int64)
+    targets = target_tensor(targets, n, x.device)
     steps = IIA_STEPS + 1
     scales = torch.arange(steps, device=x.device, dtype=x.dtype) / IIA_STEPS
     parts: dict[str, list[torch.Tensor]] = {name: [] for name in layers}
@@ -84,22 +77,12 @@ def iia(
             # image-major: the 11 inputs of image i are rows 11 i .. 11 i + 10
             inputs = (chunk.unsqueeze(1) * scales.view(1, steps, 1, 1, 1)).flatten(0, 1)
             chosen = targets[start : start + m].repeat_interleave(steps)
-            record = record_pass(model, layers, inputs, lambda logits, c=chosen: _check(logits, c))
+            record = record_pass(model, layers, inputs, target_chooser(chosen))
             for name in layers:
                 act, grad = record.activations[name], record.gradients[name]
                 product = torch.relu(act).mul_(grad).sum(dim=1)  # (m * 11, h, w)
                 parts[name].append(product.view(m, steps, *product.shape[-2:]).sum(dim=1))
     return {name: torch.cat(chunks) for name, chunks in parts.items()}
-
-
-def _check(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
-    classes = logits.shape[1]
-    if targets.numel() and (int(targets.min()) < 0 or int(targets.max()) >= classes):
-        raise HoliwidgetError(
-            f"targets must lie in [0, {classes}) for a model with {classes} classes; "
-            f"got {sorted(set(targets.tolist()))}"
-        )
-    return targets
 
 
 def finish_iia(native: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:

@@ -24,8 +24,9 @@ from collections.abc import Callable, Mapping
 import torch
 from torch import nn
 
-from ..capture import prepared
+from ..capture import check_layer_output, prepared
 from ..errors import HoliwidgetError
+from ..targets import target_chooser, target_tensor
 from .finish import minmax, resize_maps
 from .lrp_rules import relevance_composite
 
@@ -48,18 +49,7 @@ def initial_relevance(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tens
         (N, C) relevance.
     """
     n, classes = logits.shape
-    targets = torch.as_tensor(targets)
-    if targets.shape != (n,) or targets.dtype.is_floating_point or targets.dtype == torch.bool:
-        raise HoliwidgetError(
-            f"targets must be {n} integer class indices, one per image; got shape "
-            f"{tuple(targets.shape)} of {targets.dtype}"
-        )
-    targets = targets.to(device=logits.device, dtype=torch.int64)
-    if n and (int(targets.min()) < 0 or int(targets.max()) >= classes):
-        raise HoliwidgetError(
-            f"targets must lie in [0, {classes}) for a model with {classes} classes; "
-            f"got {targets.tolist()}"
-        )
+    targets = target_chooser(target_tensor(targets, n, logits.device))(logits)
     relevance = torch.full_like(logits, -1.0 / classes)
     return relevance.scatter_(1, targets.view(-1, 1), 1.0)
 
@@ -118,11 +108,7 @@ def _propagate(
 
     def hook_for(name: str) -> Callable:
         def hook(module: nn.Module, inputs: tuple, output: object) -> torch.Tensor:
-            if not isinstance(output, torch.Tensor) or output.dim() != 4:
-                raise HoliwidgetError(
-                    f"layer {name!r} does not output an (N, K, h, w) tensor; "
-                    "explain a convolutional layer or block instead"
-                )
+            check_layer_output(name, output)
             calls[name] += 1
             if not output.requires_grad:  # the shallowest layer: the graph starts here
                 output = output.detach().requires_grad_(True)
