@@ -24,6 +24,7 @@ from .outputs import atomic_output, check_output
 
 __all__ = [
     "CHECKSUM_ATTR",
+    "DamagedDatasetError",
     "build_dataset",
     "check_dataset_output",
     "checksum",
@@ -144,6 +145,18 @@ def dataset_format(path: str | os.PathLike) -> str:
 CHECKSUM_ATTR = "checksum"
 
 
+class DamagedDatasetError(HoliwidgetError):
+    """A dataset file that cannot be read, or whose values changed since it was written.
+
+    Attributes:
+        reason: what is wrong, without the path (for callers that word their own advice).
+    """
+
+    def __init__(self, path: Path, reason: str) -> None:
+        super().__init__(f"{path} is damaged or not a dataset ({reason}); write it again")
+        self.reason = reason
+
+
 def checksum(ds: xr.Dataset) -> str:
     """SHA-256 over the names, dimensions and values of every variable and coordinate.
 
@@ -168,18 +181,23 @@ def checksum(ds: xr.Dataset) -> str:
 
 
 def _written_by_us(path: Path) -> bool:
-    """Whether ``path`` is a dataset that holiwidget wrote (its title says so)."""
+    """Whether ``path`` is a dataset that holiwidget wrote: :func:`save_dataset` stamps each
+    with a checksum; older outputs carry holiwidget's title."""
+
+    def text(value: object) -> str:
+        return value.decode() if isinstance(value, bytes) else str(value)
+
     try:
         if path.is_dir():
-            attrs = zarr.open_group(str(path), mode="r").attrs
+            attrs = dict(zarr.open_group(str(path), mode="r").attrs)
         else:
             with h5py.File(path, "r") as fh:
                 attrs = dict(fh.attrs)
-        title = attrs.get("title", "")
-        title = title.decode() if isinstance(title, bytes) else str(title)
-    except Exception:
+    except Exception:  # anything unreadable is not ours to replace
         return False
-    return title.startswith("holiwidget")
+    return text(attrs.get("title", "")).startswith("holiwidget") or text(
+        attrs.get(CHECKSUM_ATTR, "")
+    ).startswith("sha256:")
 
 
 def check_dataset_output(path: str | os.PathLike) -> Path:
@@ -250,12 +268,9 @@ def _load(path: Path) -> xr.Dataset:
     if dataset_format(path) == "netcdf":
         with xr.open_dataset(path, engine="h5netcdf") as ds:
             return ds.load()
-    try:
-        with xr.open_zarr(path, consolidated=True) as ds:
-            return ds.load()
-    except (KeyError, FileNotFoundError, ValueError):  # written before stores were consolidated
-        with xr.open_zarr(path, consolidated=False) as ds:
-            return ds.load()
+    # each array's own metadata, not the consolidated copy: a damaged array is noticed
+    with xr.open_zarr(path, consolidated=False) as ds:
+        return ds.load()
 
 
 def open_dataset(path: str | os.PathLike) -> xr.Dataset:
@@ -273,16 +288,12 @@ def open_dataset(path: str | os.PathLike) -> xr.Dataset:
         ds = _load(p)
     except HoliwidgetError:
         raise
-    except Exception as exc:
+    except Exception as exc:  # h5py, zarr and xarray raise many kinds
         first = (str(exc).splitlines() or [type(exc).__name__])[0][:200]
-        raise HoliwidgetError(
-            f"cannot read {p} as a dataset ({type(exc).__name__}: {first}); it is damaged or "
-            "not a netCDF / zarr file: write it again"
-        ) from None
+        raise DamagedDatasetError(p, f"cannot be read: {type(exc).__name__}: {first}") from None
     stored = ds.attrs.pop(CHECKSUM_ATTR, None)
     if stored is not None and stored != checksum(ds):
-        raise HoliwidgetError(
-            f"{p} is damaged: its values differ from the checksum stored when it was written; "
-            "write it again"
+        raise DamagedDatasetError(
+            p, "its values differ from the checksum stored when it was written"
         )
     return ds

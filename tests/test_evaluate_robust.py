@@ -172,11 +172,11 @@ def test_images_that_cannot_be_read_are_skipped_with_a_reason(
     skipped = json.loads(ds.attrs["skipped"])
     assert sorted(skipped) == sorted(broken)
     for name, reason in skipped.items():
-        assert reason.startswith(f"cannot read {folder / name}") and "\n" not in reason
-    assert "DecompressionBombError" in skipped["bomb.png"]
+        assert str(folder / name) in reason and "\n" not in reason
+    assert "decompression-bomb limit" in skipped["bomb.png"]
     warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
     for name in broken:
-        assert any(w.startswith(f"{name} left out: cannot read") for w in warnings), warnings
+        assert any(w.startswith(f"{name} left out: ") for w in warnings), warnings
 
     # Fixed files are tried again by the next run; the others stay left out.
     shutil.copy(good, folder / "text.png")
@@ -277,7 +277,8 @@ def _truncate(path: Path) -> None:
         (".nc", lambda p: p.write_bytes(b"junk"), "damaged (cannot be read: OSError: "),
         (".zarr", lambda p: (p / "zarr.json").write_text("{bad"), "damaged (cannot be read: "),
         (".zarr", lambda p: _truncate(p / "score" / "zarr.json"), "damaged (cannot be read: "),
-        (".zarr", lambda p: shutil.rmtree(p / "image"), "damaged (no image)"),
+        # the checksum stored at save time notices the lost array first
+        (".zarr", lambda p: shutil.rmtree(p / "image"), "damaged (its values differ from the"),
     ],
     ids=["nc-truncated", "nc-junk", "zarr-meta", "zarr-variable", "zarr-no-image"],
 )

@@ -109,7 +109,7 @@ def test_model_left_as_found():
 
     iia(model, _layers(model, ["layer2", "layer4"]), _input(2), torch.tensor([1, 2]))
     check()
-    with pytest.raises(HoliwidgetError, match="targets must lie"):
+    with pytest.raises(HoliwidgetError, match="outside the model's 10 classes"):
         iia(model, _layers(model, ["layer2"]), _input(1), torch.tensor([10]))
     check()
     with pytest.raises(HoliwidgetError, match="does not output an"):

@@ -271,7 +271,8 @@ def test_a_second_evaluate_on_one_output_is_refused(
 
 def test_concurrent_explain_runs_on_one_output(tmp_path: Path, mobilenet_weights: Path) -> None:
     out = tmp_path / "maps.nc"
-    cmd = [sys.executable, "-m", "holiwidget", "explain", "chelsea", "--model", "mobilenet_v2"]
+    images = ["chelsea", "coffee", "astronaut", "rocket"] * 2  # long enough to overlap
+    cmd = [sys.executable, "-m", "holiwidget", "explain", *images, "--model", "mobilenet_v2"]
     cmd += ["--weights", str(mobilenet_weights), "--methods", "holistic", "--output", str(out)]
     env = {**os.environ, "PYTHONPATH": str(REPO)}
     first = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
@@ -280,10 +281,12 @@ def test_concurrent_explain_runs_on_one_output(tmp_path: Path, mobilenet_weights
     while not lock.exists() and time.monotonic() < deadline:
         time.sleep(0.05)
     second = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
+    overlapped = first.poll() is None
     first.communicate(timeout=300)
+    assert overlapped, "the first run ended before the second started: the test proved nothing"
     assert first.returncode == 0
     assert second.returncode == 2 and "another holiwidget run" in second.stderr
-    assert holiwidget.open_dataset(out).attribution.shape[0] == 1
+    assert holiwidget.open_dataset(out).attribution.shape[0] == 8
 
 
 # --------------------------------------------------------------------------------------

@@ -346,7 +346,7 @@ def test_model_left_as_found(case):
     relevancecam(model, _layers(model, names), _input(2), torch.tensor([0, 1]))
     _assert_as_found(model, before)
     # ... also when the pass raises: after the forward (bad target) and inside it (bad layer)
-    with pytest.raises(HoliwidgetError, match="targets must lie"):
+    with pytest.raises(HoliwidgetError, match="outside the model"):
         relevancecam(model, _layers(model, names), _input(1), torch.tensor([10]))
     _assert_as_found(model, before)
     last = [n for n, m in model.named_modules() if isinstance(m, nn.Linear)][-1]

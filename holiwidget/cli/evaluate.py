@@ -7,12 +7,13 @@ import json
 import logging
 from pathlib import Path
 
-from ..dataset import check_dataset_output
+from ..dataset import dataset_format
 from ..devices import resolve_device
 from ..errors import HoliwidgetError
 from ..evaluation import evaluate, parse_metrics, summary_markdown, summary_paths
 from ..methods import parse_methods
 from ..models import load_model
+from ..outputs import check_output
 from .options import (
     add_denoising_options,
     add_explained_options,
@@ -90,7 +91,7 @@ def add_command(commands: argparse._SubParsersAction) -> None:
 
 
 def _run(args: argparse.Namespace) -> int:
-    check_dataset_output(args.output)
+    check_output(args.output, "results", folder=dataset_format(args.output) == "zarr")
     if not args.annotations.is_file():
         raise HoliwidgetError(f"annotation file {args.annotations} not found; pass --annotations")
     if not args.images.is_dir():

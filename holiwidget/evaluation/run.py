@@ -21,14 +21,14 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from ..checks import positive_int
-from ..dataset import check_dataset_output
+from ..dataset import dataset_format
 from ..devices import resolve_device
 from ..errors import HoliwidgetError
 from ..layers import resolve_layers
 from ..methods import parse_methods
 from ..methods.holistic import Denoising
 from ..models import model_info
-from ..outputs import output_lock
+from ..outputs import check_output, output_lock
 from .inputs import AnnotationsLike, EvaluationItem, collect_inputs
 from .scoring import METRICS, TARGETS, ImageRecord, Protocol, model_fingerprint, score_image
 from .store import ResultStore, build_results
@@ -148,7 +148,7 @@ def evaluate(
         threads = positive_int(threads, "threads")
     resolve_device(device)
     if output is not None:
-        check_dataset_output(output)
+        check_output(output, "results", folder=dataset_format(output) == "zarr")
 
     inputs = collect_inputs(images, annotations, limit)
     for problem in inputs.problems:

@@ -31,7 +31,7 @@ from pathlib import Path
 import numpy as np
 import xarray as xr
 
-from ..dataset import open_dataset, package_versions, save_dataset
+from ..dataset import DamagedDatasetError, open_dataset, package_versions, save_dataset
 from ..errors import HoliwidgetError
 from ..methods import LABELS
 from ..metrics.causal import curve_fractions
@@ -234,6 +234,8 @@ class ResultStore:
 
         try:
             ds = open_dataset(self.output)
+        except DamagedDatasetError as exc:
+            raise damaged(exc.reason) from None
         except HoliwidgetError:
             raise
         except Exception as exc:  # a damaged file makes zarr, h5py or json raise many types
