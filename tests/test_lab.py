@@ -144,8 +144,16 @@ class Lab:
         return status, alive
 
 
+def _command_line(process: psutil.Process) -> str:
+    """The process's command line; empty for one that has exited meanwhile (or is a zombie)."""
+    try:
+        return " ".join(process.cmdline())
+    except (psutil.NoSuchProcess, psutil.ZombieProcess):
+        return ""
+
+
 def _kernel_processes(lab: Lab) -> list[psutil.Process]:
-    return [p for p in lab.processes() if "ipykernel_launcher" in " ".join(p.cmdline())]
+    return [p for p in lab.processes() if "ipykernel_launcher" in _command_line(p)]
 
 
 @pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "SIGINT"])
