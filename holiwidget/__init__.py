@@ -4,6 +4,8 @@ The main entry points:
 
 - :func:`explain`: maps for several layers and methods, as an :class:`xarray.Dataset`.
 - :func:`evaluate`: Insertion, Deletion, Over-all, ROAD and EPG of every method on an image set.
+- :func:`sweep`: Holistic-CAM's sensitivity to its denoising parameters and pyramid, with
+  :func:`sensitivity_table` and :func:`plot_sensitivity`.
 - :func:`load_model`: torchvision classifiers with pretrained, file or random weights.
 - :func:`holistic_map`: re-denoise a kept primary map with new parameters, no network pass.
 - :func:`save_dataset` / :func:`open_dataset`: netCDF or zarr, written atomically.
@@ -21,6 +23,7 @@ from .methods import METHODS
 from .methods.holistic import holistic_map, low_pass_wrap
 from .models import load_model
 from .samples import SAMPLES, load_sample
+from .sweeps import paired_differences, plot_sensitivity, sensitivity_table, sweep
 
 __all__ = [
     "METHODS",
@@ -35,8 +38,12 @@ __all__ = [
     "load_sample",
     "low_pass_wrap",
     "open_dataset",
+    "paired_differences",
+    "plot_sensitivity",
     "pyramid_sizes",
     "save_dataset",
+    "sensitivity_table",
+    "sweep",
 ]
 
 

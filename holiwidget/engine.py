@@ -8,6 +8,7 @@ denoised (Holistic-CAM) or finished (CAMERAS), and everything becomes one datase
 
 from __future__ import annotations
 
+import numbers
 from collections.abc import Callable, Sequence
 
 import numpy as np
@@ -33,7 +34,7 @@ from .methods.iia import finish_iia, iia
 from .methods.relevance import finish_relevancecam, relevancecam
 from .targets import target_chooser, targets_from
 
-__all__ = ["PYRAMID_SIDES", "explain", "pyramid_sizes"]
+__all__ = ["PYRAMID_SIDES", "check_scales", "explain", "pyramid_sizes"]
 
 #: Side lengths of the input pyramid for a 224 x 224 input: range(224, 1000, 100).
 PYRAMID_SIDES = tuple(range(224, 1000, 100))
@@ -62,18 +63,54 @@ _OWN_PASSES = {
 }
 
 
-def pyramid_sizes(height: int, width: int) -> list[tuple[int, int]]:
-    """The eight input sizes for a (height, width) input, fundamental scale first.
+def check_scales(scales: Sequence[int] | None) -> tuple[int, ...]:
+    """The pyramid's sides, checked: positive integers, no duplicates, the fundamental first.
 
-    For 224 x 224 these are 224, 324, ..., 924 (the paper's scales). Another input size
-    scales them by the same factors ``s / 224``; the FSD kernels are used as given (for an
-    input of side ``s0`` the paper's kernels correspond to ``m * s0 / 224`` and
-    ``b * s0 / 224``, rounded to odd numbers).
+    None gives the paper's pyramid (:data:`PYRAMID_SIDES`). The first side is the
+    fundamental scale (the input size) and must be the smallest; the others may come in any
+    order and are kept in ascending order.
+
+    Raises:
+        HoliwidgetError: in one line, with the default.
     """
-    return [
-        (round(height * s / PYRAMID_SIDES[0]), round(width * s / PYRAMID_SIDES[0]))
-        for s in PYRAMID_SIDES
-    ]
+    if scales is None:
+        return PYRAMID_SIDES
+    default = ",".join(map(str, PYRAMID_SIDES))
+    if isinstance(scales, (str, bytes)) or not isinstance(scales, Sequence) or not scales:
+        raise HoliwidgetError(
+            f"scales must be a non-empty list of pyramid sides such as (224, 324), got "
+            f"{scales!r}; the default is {default}"
+        )
+    bad = [s for s in scales if isinstance(s, bool) or not isinstance(s, numbers.Integral)]
+    if bad or any(s < 1 for s in scales):
+        raise HoliwidgetError(
+            f"scales must be positive integers (pixels), got {list(scales)!r}; the default "
+            f"is {default}"
+        )
+    sides = [int(s) for s in scales]
+    if len(set(sides)) != len(sides):
+        raise HoliwidgetError(f"scales {sides} repeat a side; give each side once")
+    if sides[0] != min(sides):
+        raise HoliwidgetError(
+            f"scales must start with the fundamental scale (the input size, the smallest "
+            f"side), got {sides}; e.g. {sorted(sides)}"
+        )
+    return (sides[0], *sorted(sides[1:]))
+
+
+def pyramid_sizes(
+    height: int, width: int, scales: Sequence[int] | None = None
+) -> list[tuple[int, int]]:
+    """The pyramid's input sizes for a (height, width) input, fundamental scale first.
+
+    ``scales`` are sides in the frame of the fundamental scale (default the paper's eight,
+    224, 324, ..., 924, for a 224 x 224 input). Another input size scales them by the same
+    factors ``s / scales[0]``; the FSD kernels are used as given (for an input of side
+    ``s0`` the paper's kernels correspond to ``m * s0 / 224`` and ``b * s0 / 224``, rounded
+    to odd numbers).
+    """
+    sides = check_scales(scales)
+    return [(round(height * s / sides[0]), round(width * s / sides[0])) for s in sides]
 
 
 def _pass_order(sizes: list[tuple[int, int]]) -> list[tuple[int, int]]:
@@ -101,6 +138,7 @@ def _passes(
     warned: set[str],
     own_targets: bool,
     ids: Sequence[str],
+    scales: tuple[int, ...],
 ) -> tuple[dict[str, LayerFuser], torch.Tensor, torch.Tensor, torch.Tensor]:
     """Every network pass of one group of images, each layer's captures handed to its fuser.
 
@@ -112,7 +150,7 @@ def _passes(
         the scales that count for each image (in pass order).
     """
     n, _, height, width = x.shape
-    sizes = pyramid_sizes(height, width)
+    sizes = pyramid_sizes(height, width, scales)
     pyramid = bool(PYRAMID_METHODS & set(methods))
     order = _pass_order(sizes) if pyramid else sizes[:1]
     budget = _PASS_PIXELS.get(x.device.type, _PASS_PIXELS["default"])
@@ -161,9 +199,9 @@ def _passes(
     return fusers, logits, targets, torch.stack(used, dim=1)
 
 
-def _ascending(used: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+def _ascending(used: np.ndarray, size: tuple[int, int], scales: tuple[int, ...]) -> np.ndarray:
     """(n, scales) flags from the pass order (fundamental, then largest first) to ascending."""
-    sizes = pyramid_sizes(*size)
+    sizes = pyramid_sizes(*size, scales)
     order = _pass_order(sizes)
     return used[:, [order.index(s) for s in sizes]]
 
@@ -230,6 +268,7 @@ def explain(
     device: str | torch.device = "auto",
     *,
     scale_targets: str = "fixed",
+    scales: Sequence[int] | None = None,
     batch_size: int | None = None,
     progress: bool = False,
     fusion: str = "auto",
@@ -265,6 +304,10 @@ def explain(
             a scale whose top-1 differs from the fundamental scale's is left out of the
             means (the reference implementation's mode without a given class; needs
             ``target=None``). ``scale_used`` in the result says which scales counted.
+        scales: the pyramid's sides (default the paper's 224, 324, ..., 924): the first is
+            the fundamental scale (the input size), the others are relative to it (see
+            :func:`pyramid_sizes`). ``(224,)`` is the one-scale method (PHA equals M_f).
+            Recorded in ``attrs["scales"]``.
         batch_size: images whose captures are held at once (default: 1 on the CPU, where
             each image has passes of its own anyway, 32 on an accelerator); memory is bounded
             by this, not by the number of images.
@@ -285,6 +328,7 @@ def explain(
     if scale_targets == "own" and target is not None:
         raise HoliwidgetError("scale_targets='own' explains each scale's top-1 class; drop target=")
     denoising = Denoising(threshold, median, box)
+    sides = check_scales(scales)
     dev = resolve_device(device)
     backend = resolve_backend(fusion, dev)
     prep = prepare_images(images)
@@ -295,7 +339,7 @@ def explain(
     if batch_size is not None:
         group = positive_int(batch_size, "batch_size")
     size = tuple(prep.tensor.shape[-2:])
-    passes = len(PYRAMID_SIDES) if PYRAMID_METHODS & set(chosen) else 1
+    passes = len(sides) if PYRAMID_METHODS & set(chosen) else 1
 
     parts: dict[str, list] = {"maps": [], "primary": [], "fundamental": [], "logits": []}
     parts.update(targets=[], used=[])
@@ -318,6 +362,7 @@ def explain(
                     warned,
                     scale_targets == "own",
                     prep.ids[sub],
+                    sides,
                 )
                 maps, primary, fundamental = _maps(fusers, chosen, used, denoising)
                 _own_pass_maps(model, modules, x, targets, chosen, maps)
@@ -340,14 +385,19 @@ def explain(
         layers=list(modules),
         logits=torch.cat(parts["logits"]),
         targets=torch.cat(parts["targets"]),
-        scale_used=_ascending(torch.cat(parts["used"]).numpy(), size) if passes > 1 else None,
+        scale_used=_ascending(torch.cat(parts["used"]).numpy(), size, sides)
+        if passes > 1
+        else None,
         model=model,
         params={
             **denoising.as_dict(),
             "layers": list(modules),
             "methods": chosen,
             "target": None if given is None else given.tolist(),
-            "scales": [list(s) for s in pyramid_sizes(*size)] if passes > 1 else [list(size)],
+            "scales": [list(s) for s in pyramid_sizes(*size, sides)]
+            if passes > 1
+            else [list(size)],
+            "pyramid": list(sides),
             "input_size": list(size),
             "batch_size": group,
             "scale_targets": scale_targets,

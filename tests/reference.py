@@ -87,7 +87,11 @@ def capture(model: nn.Module, layer: str, x: torch.Tensor, target: int | None = 
 
 
 def pyramid_captures(
-    model: nn.Module, layer: str, x: torch.Tensor, target: int | None = None
+    model: nn.Module,
+    layer: str,
+    x: torch.Tensor,
+    target: int | None = None,
+    scales: tuple[int, ...] = SCALES,
 ) -> list[Capture]:
     """Spec section 1: the eight-scale input pyramid, one pass per scale.
 
@@ -95,16 +99,16 @@ def pyramid_captures(
     used at every scale. Scale s0 uses x itself; the others are bicubic interpolations
     (align_corners=False) of the normalised tensor x.
     """
-    assert x.shape[0] == 1 and x.shape[-1] == x.shape[-2] == SCALES[0]
+    assert x.shape[0] == 1 and x.shape[-1] == x.shape[-2] == scales[0]
     net = copy.deepcopy(model).eval()
     for p in net.parameters():
         p.requires_grad_(True)
     caps = []
     c = target
-    for s in SCALES:
+    for s in scales:
         xs = (
             x
-            if s == SCALES[0]
+            if s == scales[0]
             else F.interpolate(x, size=(s, s), mode="bicubic", align_corners=False)
         )
         cap = capture(net, layer, xs, c)

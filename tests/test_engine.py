@@ -384,6 +384,45 @@ def test_scale_targets_own_leaves_out_disagreeing_scales():
         holiwidget.explain(model, "coffee", layers="features", scale_targets="own", target=0)
 
 
+@pytest.mark.parametrize("scales", [(224, 424, 724), (224, 924, 324)])
+def test_scales_choose_the_pyramid(tiny, imagenet_images, scales):
+    x = ref.preprocess(imagenet_images[1])
+    ds = holiwidget.explain(tiny, x, layers="stage2", methods=("holistic",), scales=scales)
+    ascending = tuple(sorted(scales))
+    assert list(ds.scale.values) == list(ascending)
+    assert json.loads(ds.attrs["parameters"])["pyramid"] == list(ascending)
+    check_against_reference(ds, ref.pyramid_captures(tiny, "stage2", x, None, ascending))
+    full = holiwidget.explain(tiny, x, layers="stage2", methods=("holistic",))
+    assert not np.allclose(ds.primary.values, full.primary.values, rtol=1e-3, atol=0)
+
+
+def test_one_scale_is_the_single_scale_method(tiny, imagenet_images):
+    x = ref.preprocess(imagenet_images[2])
+    ds = holiwidget.explain(tiny, x, layers="stage3", methods=("holistic",), scales=(224,))
+    assert "scale" not in ds.dims  # one pass: no per-scale flags
+    assert json.loads(ds.attrs["parameters"])["pyramid"] == [224]
+    np.testing.assert_allclose(ds.primary.values, ds.fundamental.values, rtol=1e-6, atol=1e-7)
+    check_against_reference(ds, ref.pyramid_captures(tiny, "stage3", x, None, (224,)))
+
+
+@pytest.mark.parametrize(
+    ("scales", "match"),
+    [
+        ((), "non-empty list"),
+        ("224,324", "non-empty list"),
+        ((224, 0), "positive integers"),
+        ((224, 32.5), "positive integers"),
+        ((224, 324, 224), "repeat a side"),
+        ((324, 224), "start with the fundamental scale"),
+    ],
+)
+def test_bad_scales_one_line_error(tiny, scales, match):
+    with pytest.raises(HoliwidgetError, match=match) as err:
+        holiwidget.explain(tiny, "coffee", layers="stage3", scales=scales)
+    assert "\n" not in str(err.value)
+    assert hook_count(tiny) == 0
+
+
 # --------------------------------------------------------------------------------------
 # 8. The methods with passes of their own: Relevance-CAM and IIA
 

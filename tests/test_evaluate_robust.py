@@ -312,7 +312,7 @@ def test_results_of_something_else_are_refused(tiny, image_set, tmp_path) -> Non
     holiwidget.save_dataset(xr.Dataset({"x": ("i", np.arange(3.0))}), out)
     with pytest.raises(HoliwidgetError) as excinfo:
         holiwidget.evaluate(tiny, folder, table, output=out, **KW)
-    assert "is damaged (no evaluation protocol in its attrs" in _one_line_error(excinfo)
+    assert "is damaged (no protocol in its attrs" in _one_line_error(excinfo)
     # Readable results whose arrays do not fit their protocol are damaged too.
     ds = holiwidget.evaluate(tiny, folder, table, output=tmp_path / "ok.nc", limit=2, **KW)
     holiwidget.save_dataset(ds.isel(step=slice(0, 3)), out)

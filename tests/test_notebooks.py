@@ -22,3 +22,20 @@ def test_explain_notebook_runs(mobilenet_weights: Path, monkeypatch) -> None:
     assert not [o for o in outputs if o.get("output_type") == "error"]
     assert any("image/png" in o.get("data", {}) for o in outputs), "the figure cell shows no image"
     assert "Egyptian cat" in str(outputs), os.environ.get("HOLIWIDGET_WEIGHTS")
+
+
+def test_sensitivity_notebook_runs(mobilenet_weights: Path, shared: Path, monkeypatch) -> None:
+    monkeypatch.setenv("HOLIWIDGET_WEIGHTS", str(mobilenet_weights))
+    monkeypatch.setenv("HOLIWIDGET_SHARED", str(shared))
+    monkeypatch.setenv("HOLIWIDGET_SWEEP_IMAGES", "2")
+    monkeypatch.setenv("OMP_NUM_THREADS", "2")
+    nb = nbformat.read(NOTEBOOKS / "sensitivity.ipynb", as_version=4)
+    NotebookClient(
+        nb, timeout=900, kernel_name="python3", resources={"metadata": {"path": str(NOTEBOOKS)}}
+    ).execute()
+    outputs = [o for cell in nb.cells if cell.cell_type == "code" for o in cell.get("outputs", [])]
+    assert not [o for o in outputs if o.get("output_type") == "error"]
+    assert any("image/png" in o.get("data", {}) for o in outputs), "no heatmaps shown"
+    assert "imagenet-val-1300" in str(outputs)  # the shared subset, not the samples
+    tables = [o["data"]["text/html"] for o in outputs if "text/html" in o.get("data", {})]
+    assert any("difference" in t for t in tables) and any(">b<" in t for t in tables)

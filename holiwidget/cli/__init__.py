@@ -4,6 +4,7 @@
 
     holiwidget explain IMAGE... --model NAME --output FILE.nc [--figure FILE.png] [...]
     holiwidget evaluate --images DIR --annotations CSV --model NAME --output RESULTS.zarr [...]
+    holiwidget sweep --images DIR --annotations CSV --model NAME --output SWEEP.zarr [...]
     holiwidget lab [--model NAME] [--weights W] [--port N] [--no-browser] [-- JUPYTER_ARGS]
 
 Bad input is reported as one line ``holiwidget: error: <message>`` on stderr with exit
@@ -21,7 +22,7 @@ from collections.abc import Callable
 from typing import NoReturn
 
 from ..errors import HoliwidgetError
-from . import evaluate, explain, lab
+from . import evaluate, explain, lab, sweep
 from .options import add_verbose
 
 __all__ = ["main"]
@@ -55,6 +56,7 @@ class _Formatter(logging.Formatter):
 _COMMANDS: list[Callable[[argparse._SubParsersAction], None]] = [
     explain.add_command,
     evaluate.add_command,
+    sweep.add_command,
     lab.add_command,
 ]
 

@@ -3,15 +3,20 @@
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 
+from ..errors import HoliwidgetError
 from ..methods import METHODS
 from ..methods.holistic import Denoising
 
 __all__ = [
     "add_denoising_options",
     "add_explained_options",
+    "add_image_set_options",
     "add_model_options",
+    "add_run_options",
     "add_verbose",
+    "check_image_set",
     "denoising_from",
     "positive_int",
     "target_type",
@@ -68,18 +73,74 @@ def add_model_options(parser: argparse.ArgumentParser, example: str) -> None:
     )
 
 
-def add_explained_options(parser: argparse.ArgumentParser, methods_default: str) -> None:
-    """--layers, --methods and --device."""
+def add_explained_options(parser: argparse.ArgumentParser, methods_default: str | None) -> None:
+    """--layers, --methods (unless ``methods_default`` is None) and --device."""
     group = parser.add_argument_group("what is explained")
     group.add_argument(
         "--layers", default="auto", help="auto (the holistic stage) or comma-separated names"
     )
-    group.add_argument(
-        "--methods",
-        default=methods_default,
-        help=f"comma-separated methods or all ({', '.join(METHODS)}); default {methods_default}",
-    )
+    if methods_default is not None:
+        group.add_argument(
+            "--methods",
+            default=methods_default,
+            help=f"comma-separated methods or all ({', '.join(METHODS)}); default "
+            f"{methods_default}",
+        )
     group.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N or mps")
+
+
+def add_image_set_options(parser: argparse.ArgumentParser) -> None:
+    """--images, --annotations, --target, --limit and --step (evaluate and sweep)."""
+    parser.add_argument("--images", required=True, type=Path, help="folder of image files")
+    parser.add_argument(
+        "--annotations",
+        required=True,
+        type=Path,
+        help="CSV with columns image, label[, width, height, x0, y0, x1, y1] (one row per box)",
+    )
+    parser.add_argument(
+        "--target",
+        choices=("label", "predicted"),
+        default="label",
+        help="explain the annotated class (default) or the model's top-1 class",
+    )
+    parser.add_argument("--limit", type=positive_int, default=None, help="the first N images")
+    parser.add_argument(
+        "--step",
+        type=positive_int,
+        default=224,
+        help="pixels per insertion/deletion step (224, the paper's, is the default)",
+    )
+
+
+def check_image_set(args: argparse.Namespace) -> None:
+    """The image folder and the annotation file exist (before the model is loaded)."""
+    if not args.annotations.is_file():
+        raise HoliwidgetError(f"annotation file {args.annotations} not found; pass --annotations")
+    if not args.images.is_dir():
+        raise HoliwidgetError(f"image folder {args.images} not found; pass --images DIR")
+
+
+def add_run_options(parser: argparse.ArgumentParser) -> None:
+    """--output, --workers | --scheduler, --threads and --no-progress (evaluate and sweep)."""
+    parser.add_argument(
+        "--output", required=True, type=Path, help="results dataset: RESULTS.zarr (or .nc)"
+    )
+    where = parser.add_mutually_exclusive_group()
+    where.add_argument(
+        "--workers", type=positive_int, default=None, help="start a local dask cluster"
+    )
+    where.add_argument(
+        "--scheduler", default=None, help="use a running dask cluster (tcp://HOST:PORT)"
+    )
+    parser.add_argument(
+        "--threads",
+        type=positive_int,
+        default=1,
+        help="torch CPU threads per image (default 1: serial and cluster runs agree to the "
+        "bit; more speeds up a serial run)",
+    )
+    parser.add_argument("--no-progress", action="store_true", help="hide the progress bar")
 
 
 def add_denoising_options(parser: argparse.ArgumentParser) -> None:

@@ -1,6 +1,7 @@
 """Running an evaluation: serially, or spread over a dask.distributed cluster.
 
-Each image is one task (:func:`holiwidget.evaluation.scoring.score_image`); results come
+:func:`run_images` is the one runner, of :func:`evaluate` and of :func:`holiwidget.sweep`.
+Each image is one task (for evaluate, :func:`holiwidget.evaluation.scoring.score_image`); results come
 back to the calling process, which keeps each one on disk as it arrives (see
 :mod:`holiwidget.evaluation.store`). On a cluster the model is sent to every worker once.
 The numbers do not depend on how the run is spread: every image's ROAD noise has its own
@@ -14,6 +15,7 @@ import logging
 import os
 import pickle
 from collections.abc import Callable, Iterator, Sequence
+from typing import Any
 
 import torch
 import xarray as xr
@@ -31,10 +33,10 @@ from ..models import model_info
 from ..outputs import check_output, output_lock
 from .inputs import AnnotationsLike, EvaluationItem, collect_inputs
 from .scoring import METRICS, TARGETS, ImageRecord, Protocol, model_fingerprint, score_image
-from .store import ResultStore, build_results
+from .store import ResultStore, build_results, result_shapes
 from .summary import write_summary
 
-__all__ = ["evaluate", "parse_metrics"]
+__all__ = ["Scorer", "check_run_options", "evaluate", "parse_metrics", "run_images"]
 
 log = logging.getLogger(__name__)
 
@@ -140,12 +142,7 @@ def evaluate(
     if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
         raise HoliwidgetError(f"seed must be a non-negative integer, got {seed!r}")
     denoising = Denoising(threshold, median, box)
-    if workers is not None and scheduler is not None:
-        raise HoliwidgetError("give workers or scheduler, not both")
-    if workers is not None:
-        workers = positive_int(workers, "workers")
-    if threads is not None:
-        threads = positive_int(threads, "threads")
+    workers, threads = check_run_options(workers, scheduler, threads)
     resolve_device(device)
     if output is not None:
         check_output(output, "results", folder=dataset_format(output) == "zarr")
@@ -168,18 +165,95 @@ def evaluate(
         **denoising.as_dict(),
     )
 
+    def build(records: list[ImageRecord], skipped: dict[str, str]) -> xr.Dataset:
+        return build_results(records, protocol, skipped, inputs.problems)
+
+    return run_images(
+        model,
+        inputs.items,
+        protocol,
+        score_image,
+        build,
+        shapes=result_shapes(protocol),
+        output=output,
+        summarise=write_summary,
+        device=device,
+        threads=threads,
+        workers=workers,
+        scheduler=scheduler,
+        progress=progress,
+        desc="evaluate",
+    )
+
+
+def check_run_options(
+    workers: int | None, scheduler: str | None, threads: int | None
+) -> tuple[int | None, int | None]:
+    """The cluster and thread options of a run, checked: (workers, threads)."""
+    if workers is not None and scheduler is not None:
+        raise HoliwidgetError("give workers or scheduler, not both")
+    if workers is not None:
+        workers = positive_int(workers, "workers")
+    if threads is not None:
+        threads = positive_int(threads, "threads")
+    return workers, threads
+
+
+#: Scores one image: (model, item, protocol, device, threads) -> its record. A module-level
+#: function, so that it travels to dask workers by name.
+Scorer = Callable[[nn.Module, EvaluationItem, Any, "str | torch.device", "int | None"], ImageRecord]
+
+
+def run_images(
+    model: nn.Module,
+    items: list[EvaluationItem],
+    protocol: Any,
+    scorer: Scorer,
+    build: Callable[[list[ImageRecord], dict[str, str]], xr.Dataset],
+    *,
+    shapes: dict[str, tuple[int, ...]],
+    output: str | os.PathLike | None,
+    summarise: Callable[[xr.Dataset, str | os.PathLike], object] | None,
+    device: str | torch.device,
+    threads: int | None,
+    workers: int | None,
+    scheduler: str | None,
+    progress: bool,
+    desc: str,
+) -> xr.Dataset:
+    """Score every image once, keeping each as it finishes; the results dataset.
+
+    The one runner of :func:`evaluate` and :func:`holiwidget.sweep`: with ``output`` it
+    holds the output's lock, resumes from the finished images (trying skipped ones again),
+    never drops finished images that this run does not include, and on an interruption
+    says how to resume. Images run here one after the other, or on a dask.distributed
+    cluster (``workers`` or ``scheduler``); the numbers are the same either way.
+
+    Args:
+        model: the classifier.
+        items: the images, in the results' order.
+        protocol: what to compute (a frozen dataclass with ``to_json``); resuming compares it.
+        scorer: scores one image (see :data:`Scorer`).
+        build: the results dataset from the finished records and the skipped images.
+        shapes: each per-image variable's shape (how stored records are checked).
+        output: where to keep the results, or None.
+        summarise: writes the summary beside ``output`` (called after it is written).
+        device, threads, workers, scheduler: where and how to run.
+        progress: show a progress bar with the time left.
+        desc: the progress bar's label.
+    """
     with contextlib.ExitStack() as held:
         if output is not None:
             held.enter_context(output_lock(output, "results"))
-        store = ResultStore(output, protocol) if output is not None else None
+        store = ResultStore(output, protocol, shapes) if output is not None else None
         done = store.load() if store is not None else {}
-        wanted = {item.image for item in inputs.items}
+        wanted = {item.image for item in items}
         # Images left out earlier are tried again (the file may have been fixed since).
         done = {k: v for k, v in done.items() if v.error is None or k not in wanted}
-        todo = [item for item in inputs.items if item.image not in done]
-        resumed = len(inputs.items) - len(todo)
+        todo = [item for item in items if item.image not in done]
+        resumed = len(items) - len(todo)
         if resumed:
-            log.info("resuming: %d of %d images already scored", resumed, len(inputs.items))
+            log.info("resuming: %d of %d images already scored", resumed, len(items))
         # Never drop finished results: images of the output that this run does not include
         # (a smaller --limit, fewer files) stay in it.
         kept = [k for k in done if k not in wanted]
@@ -190,16 +264,10 @@ def evaluate(
                 output,
                 len(kept),
                 ", ".join(kept[:3]) + (", ..." if len(kept) > 3 else ""),
-                len(inputs.items) + len(kept),
+                len(items) + len(kept),
             )
 
-        bar = tqdm(
-            total=len(inputs.items),
-            initial=resumed,
-            desc="evaluate",
-            unit="image",
-            disable=not progress,
-        )
+        bar = tqdm(total=len(items), initial=resumed, desc=desc, unit="image", disable=not progress)
 
         def keep(record: ImageRecord) -> None:
             if store is not None:
@@ -217,6 +285,7 @@ def evaluate(
                     model,
                     todo,
                     protocol,
+                    scorer,
                     device,
                     keep,
                     threads=threads,
@@ -228,22 +297,21 @@ def evaluate(
                 log.warning(
                     "interrupted: %d of %d images kept in %s; run the same command again to resume",
                     len(done) - len(kept),
-                    len(inputs.items),
+                    len(items),
                     store.partial,
                 )
             raise
         finally:
             bar.close()
 
-        ordered = [done[item.image] for item in inputs.items] + [done[k] for k in kept]
+        ordered = [done[item.image] for item in items] + [done[k] for k in kept]
         skipped = {r.image: r.error for r in ordered if r.error is not None}
-        results = build_results(
-            [r for r in ordered if r.error is None], protocol, skipped, inputs.problems
-        )
+        results = build([r for r in ordered if r.error is None], skipped)
         results.attrs["threads"] = threads
         if store is not None:
             store.finish(results)
-            write_summary(results, output)
+            if summarise is not None:
+                summarise(results, output)
         return results
 
 
@@ -291,33 +359,35 @@ _WORKER_MODELS: dict[str, nn.Module] = {}
 def _score_on_worker(
     blob: bytes,
     fingerprint: str,
+    scorer: Scorer,
     item: EvaluationItem,
-    protocol: Protocol,
+    protocol: Any,
     device: str | torch.device,
-    threads: int,
+    threads: int | None,
 ) -> ImageRecord:
     model = _WORKER_MODELS.get(fingerprint)
     if model is None:
         _WORKER_MODELS.clear()
         model = _WORKER_MODELS[fingerprint] = pickle.loads(blob)
-    return score_image(model, item, protocol, device, threads)
+    return scorer(model, item, protocol, device, threads)
 
 
 def _score_all(
     model: nn.Module,
     todo: list[EvaluationItem],
-    protocol: Protocol,
+    protocol: Any,
+    scorer: Scorer,
     device: str | torch.device,
     keep: Callable[[ImageRecord], None],
     *,
-    threads: int,
+    threads: int | None,
     workers: int | None,
     scheduler: str | None,
 ) -> None:
     """Score the images here, one after the other, or on a cluster; ``keep`` each record."""
     if workers is None and scheduler is None:
         for item in todo:
-            keep(score_image(model, item, protocol, device, threads))
+            keep(scorer(model, item, protocol, device, threads))
         return
     from distributed import as_completed
 
@@ -328,7 +398,7 @@ def _score_all(
         futures = [
             client.submit(
                 _score_on_worker,
-                *(blob, protocol.fingerprint, item, protocol, device, threads),
+                *(blob, protocol.fingerprint, scorer, item, protocol, device, threads),
                 pure=False,
             )
             for item in todo

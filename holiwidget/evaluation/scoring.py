@@ -13,10 +13,13 @@ import hashlib
 import json
 import warnings
 import zlib
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
+from typing import Any
 
 import numpy as np
 import torch
+import xarray as xr
 from PIL import Image
 from torch import nn
 
@@ -29,12 +32,33 @@ from ..metrics.pointing import centre_prior_epg, energy_pointing_game
 from ..metrics.road import PERCENTILES, road_scores
 from .inputs import EvaluationItem
 
-__all__ = ["METRICS", "TARGETS", "ImageRecord", "Protocol", "model_fingerprint", "score_image"]
+__all__ = [
+    "METRICS",
+    "SUBSTRATES",
+    "TARGETS",
+    "ImageInput",
+    "ImageRecord",
+    "Protocol",
+    "guarded",
+    "image_facts",
+    "model_fingerprint",
+    "read_item",
+    "score_image",
+]
 
 #: The per-image scores, in the order of the results' ``metric`` dimension.
 METRICS = ("insertion", "deletion", "overall", "road", "epg")
 #: What an evaluation explains: the annotated class, or the model's top-1 class.
 TARGETS = ("label", "predicted")
+
+
+#: How each score perturbs or reads the image (recorded with every protocol).
+SUBSTRATES = {
+    "deletion": "zero in normalised space (the dataset-mean colour)",
+    "insertion": f"Gaussian blur, {BLUR_KERNEL}x{BLUR_KERNEL} kernel, sigma {BLUR_SIGMA:g}",
+    "road": "noisy linear imputation (8 neighbours, weights 1/6 and 1/12)",
+    "epg": "boxes mapped to the resized input frame; centre prior sigma 0.25",
+}
 
 
 @dataclass(frozen=True)
@@ -70,14 +94,7 @@ class Protocol:
     median: int = Denoising.median
     box: int = Denoising.box
     input_size: int = 224
-    substrates: dict = field(
-        default_factory=lambda: {
-            "deletion": "zero in normalised space (the dataset-mean colour)",
-            "insertion": f"Gaussian blur, {BLUR_KERNEL}x{BLUR_KERNEL} kernel, sigma {BLUR_SIGMA:g}",
-            "road": "noisy linear imputation (8 neighbours, weights 1/6 and 1/12)",
-            "epg": "boxes mapped to the resized input frame; centre prior sigma 0.25",
-        }
-    )
+    substrates: dict = field(default_factory=lambda: dict(SUBSTRATES))
 
     def to_json(self) -> str:
         """The protocol as sorted JSON (what resuming compares)."""
@@ -140,11 +157,24 @@ def score_image(
     Returns:
         The image's record.
     """
+    return guarded(_score, model, item, protocol, device, threads)
+
+
+def guarded(
+    compute: Callable[[nn.Module, EvaluationItem, Any, str | torch.device], ImageRecord],
+    model: nn.Module,
+    item: EvaluationItem,
+    protocol: Any,
+    device: str | torch.device,
+    threads: int | None,
+) -> ImageRecord:
+    """Run one image's scoring with torch's CPU threads set to ``threads`` (None: as they
+    are); bad input of the image (a :class:`HoliwidgetError`) becomes a skipped record."""
     before = torch.get_num_threads()
     try:
         if threads is not None:
             torch.set_num_threads(threads)
-        return _score(model, item, protocol, device)
+        return compute(model, item, protocol, device)
     except HoliwidgetError as exc:
         return ImageRecord(item.image, str(exc))
     finally:
@@ -162,21 +192,79 @@ def one_line(exc: BaseException) -> str:
 _UNREADABLE = (OSError, SyntaxError, Image.DecompressionBombError)
 
 
-def _score(
-    model: nn.Module, item: EvaluationItem, protocol: Protocol, device: str | torch.device
-) -> ImageRecord:
-    notes: list[str] = []
-    if protocol.target == "label" and item.label is None:
+@dataclass
+class ImageInput:
+    """One item read for scoring.
+
+    Attributes:
+        tensor: the normalised image (1, 3, S, S).
+        target: the class to explain (the label), or None for the top-1 class.
+        mask: the boxes as a mask at the input size, or None without boxes.
+        boxes: how many boxes count.
+        notes: remarks about the boxes (clipped, dropped).
+    """
+
+    tensor: torch.Tensor
+    target: int | None
+    mask: torch.Tensor | None
+    boxes: int
+    notes: list[str]
+
+
+def read_item(item: EvaluationItem, target: str, input_size: int) -> ImageInput:
+    """Read an image to score, with its target and box mask.
+
+    Args:
+        item: the image, its label and boxes.
+        target: ``"label"`` or ``"predicted"``.
+        input_size: the side the image is resized to.
+
+    Raises:
+        HoliwidgetError: the image cannot be read, or it has no label while labels are
+            explained (one line; the run leaves the image out).
+    """
+    if target == "label" and item.label is None:
         raise HoliwidgetError(f"{item.image} has no label; give annotations or target='predicted'")
     try:
         width, height = image_size(item.path)  # as displayed (EXIF), the frame of the boxes
-        prep = prepare_images([item.path], size=protocol.input_size)
+        prep = prepare_images([item.path], size=input_size)
     except _UNREADABLE as exc:  # the image's fault: a skipped record, not a failed run
         raise HoliwidgetError(
             f"cannot read {item.path} as an image ({one_line(exc)}); replace or remove the file"
         ) from None
     x = prep.tensor
-    target = item.label if protocol.target == "label" else None
+    mask, boxes, notes = None, 0, []
+    if item.boxes is not None:
+        sized = item.boxes.sized(width, height)
+        notes = list(sized.notes)
+        boxes = len(sized.boxes)
+        if boxes:
+            mask = sized.mask(tuple(x.shape[-2:]))
+    return ImageInput(x, item.label if target == "label" else None, mask, boxes, notes)
+
+
+def image_facts(item: EvaluationItem, read: ImageInput, ds: xr.Dataset) -> dict[str, np.ndarray]:
+    """The per-image coordinates of the results: label, target, prediction, correct,
+    probability, boxes and the centre prior's EPG, from an explained image's dataset."""
+    prediction = int(ds["top1"].values[0])
+    prior = float(centre_prior_epg(read.mask)[0]) if read.mask is not None else np.nan
+    return {
+        "label": np.int64(-1 if item.label is None else item.label),
+        "target": np.int64(int(ds["target"].values[0])),
+        "prediction": np.int64(prediction),
+        "correct": np.bool_(item.label is not None and prediction == item.label),
+        "probability": np.float64(ds["probability"].values[0]),
+        "boxes": np.int64(read.boxes),
+        "centre_prior_epg": np.float64(prior),
+    }
+
+
+def _score(
+    model: nn.Module, item: EvaluationItem, protocol: Protocol, device: str | torch.device
+) -> ImageRecord:
+    read = read_item(item, protocol.target, protocol.input_size)
+    notes = list(read.notes)
+    x, target = read.tensor, read.target
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         ds = explain(
@@ -217,29 +305,12 @@ def _score(
             values["road_morf"] = road.morf.reshape(c, n_layers, -1)
             values["road_lerf"] = road.lerf.reshape(c, n_layers, -1)
     notes += sorted({f"{item.image}: {w.message}" for w in caught})
-    boxes = 0
-    prior = np.nan
-    if item.boxes is not None:
-        sized = item.boxes.sized(width, height)
-        notes += sized.notes
-        boxes = len(sized.boxes)
     if "epg" in protocol.metrics:
         epg = np.full(c * n_layers, np.nan)
-        if boxes:
-            mask = sized.mask(tuple(x.shape[-2:]))
-            epg = energy_pointing_game(maps.double(), mask)
-            prior = float(centre_prior_epg(mask)[0])
+        if read.mask is not None:
+            epg = energy_pointing_game(maps.double(), read.mask)
         scores["epg"] = epg
     score = np.stack([np.asarray(scores[m], np.float64) for m in protocol.metrics], axis=-1)
     values["score"] = score.reshape(c, n_layers, len(protocol.metrics))
-    prediction = int(ds["top1"].values[0])
-    values.update(
-        label=np.int64(-1 if item.label is None else item.label),
-        target=np.int64(tgt),
-        prediction=np.int64(prediction),
-        correct=np.bool_(item.label is not None and prediction == item.label),
-        probability=np.float64(ds["probability"].values[0]),
-        boxes=np.int64(boxes),
-        centre_prior_epg=np.float64(prior),
-    )
+    values.update(image_facts(item, read, ds))
     return ImageRecord(item.image, None, values, notes)

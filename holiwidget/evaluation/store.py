@@ -38,7 +38,7 @@ from ..metrics.causal import curve_fractions
 from ..outputs import atomic_output, write_bytes
 from .scoring import ImageRecord, Protocol, one_line
 
-__all__ = ["ResultStore", "build_results", "records_from_results"]
+__all__ = ["ResultStore", "build_results", "records_from_results", "result_shapes"]
 
 log = logging.getLogger(__name__)
 
@@ -132,9 +132,11 @@ def build_results(
     return ds
 
 
-def records_from_results(ds: xr.Dataset) -> list[ImageRecord]:
-    """Turn a results dataset back into per-image records (to resume from it)."""
-    names = [n for n in (*_DIMS, *_SCALARS) if n in ds.variables]
+def records_from_results(ds: xr.Dataset, names: Iterable[str] | None = None) -> list[ImageRecord]:
+    """Turn a results dataset back into per-image records (to resume from it).
+
+    ``names``: the per-image variables and coordinates to take (default: evaluate's)."""
+    names = [n for n in (names or (*_DIMS, *_SCALARS)) if n in ds.variables]
     return [
         ImageRecord(str(image), None, {n: ds[n].values[i] for n in names})
         for i, image in enumerate(ds["image"].values)
@@ -146,8 +148,8 @@ def _file_name(image: str) -> str:
     return f"{image}.npz" if safe == image else f"{safe}-{zlib.crc32(image.encode()):08x}.npz"
 
 
-def _expected_shapes(protocol: Protocol) -> dict[str, tuple[int, ...]]:
-    """The shape of every per-image variable a scored image of ``protocol`` has."""
+def result_shapes(protocol: Protocol) -> dict[str, tuple[int, ...]]:
+    """The shape of every per-image variable an evaluated image of ``protocol`` has."""
     c, n_layers = len(protocol.methods), len(protocol.layers)
     shapes = {"score": (c, n_layers, len(protocol.metrics))}
     if {"insertion", "deletion", "overall"} & set(protocol.metrics):
@@ -180,15 +182,18 @@ class ResultStore:
 
     Args:
         output: the results path (``*.zarr`` or ``*.nc``).
-        protocol: the run's protocol.
+        protocol: the run's protocol (anything with ``to_json``, naming model and layers).
+        shapes: the shape of each per-image variable (e.g. :func:`result_shapes`).
     """
 
-    def __init__(self, output: str | os.PathLike, protocol: Protocol) -> None:
+    def __init__(
+        self, output: str | os.PathLike, protocol: Protocol, shapes: dict[str, tuple[int, ...]]
+    ) -> None:
         self.output = Path(output)
         self.protocol = protocol
         self.partial = self.output.with_name(self.output.name + ".partial")
         self.marker = self.partial / "protocol.json"
-        self._shapes = _expected_shapes(protocol)
+        self._shapes = shapes
 
     def _check(self, found: str, where: Path) -> None:
         if found == self.protocol.to_json():
@@ -242,13 +247,13 @@ class ResultStore:
             raise damaged(f"cannot be read: {one_line(exc)}") from None
         found = ds.attrs.get("protocol")
         if not isinstance(found, str) or not _is_protocol(found):
-            raise damaged("no evaluation protocol in its attrs: not made by holiwidget evaluate?")
+            raise damaged("no protocol in its attrs: not made by holiwidget evaluate or sweep?")
         self._check(found, self.output)
         missing = [v for v in ("image", *self._shapes) if v not in ds.variables]
         if missing:
             raise damaged(f"no {', '.join(missing)}")
         try:
-            records = records_from_results(ds)
+            records = records_from_results(ds, self._shapes)
             skipped = json.loads(ds.attrs.get("skipped", "{}"))
             if not isinstance(skipped, dict):
                 raise ValueError("attrs['skipped'] is not a mapping")
@@ -310,7 +315,7 @@ def _is_protocol(text: str) -> bool:
         found = json.loads(text)
     except ValueError:
         return False
-    return isinstance(found, dict) and {"model", "layers", "methods"} <= set(found)
+    return isinstance(found, dict) and {"model", "layers", "fingerprint"} <= set(found)
 
 
 def _read_record(path: Path) -> ImageRecord | None:

@@ -21,7 +21,14 @@ from scipy import stats
 from ..methods import LABELS
 from ..outputs import write_bytes
 
-__all__ = ["HEADERS", "summary_markdown", "summary_paths", "summary_table", "write_summary"]
+__all__ = [
+    "HEADERS",
+    "mean_interval",
+    "summary_markdown",
+    "summary_paths",
+    "summary_table",
+    "write_summary",
+]
 
 #: Column headings, and whether higher is better.
 HEADERS = {
@@ -34,7 +41,8 @@ HEADERS = {
 CENTRE_PRIOR = "centre prior"
 
 
-def _stats(values: np.ndarray, confidence: float) -> dict[str, float]:
+def mean_interval(values: np.ndarray, confidence: float = 0.95) -> dict[str, float]:
+    """Mean x100 of the finite values, with the t interval of the mean: n, mean, low, high."""
     v = values[np.isfinite(values)] * 100.0
     n = v.size
     mean = float(v.mean()) if n else math.nan
@@ -62,10 +70,10 @@ def summary_table(results: xr.Dataset, confidence: float = 0.95) -> pd.DataFrame
                 values = score.sel(layer=layer, cam=cam, metric=metric).values
                 rows.append(
                     {"layer": layer, "method": LABELS.get(cam, cam), "metric": metric}
-                    | _stats(values, confidence)
+                    | mean_interval(values, confidence)
                 )
         if "epg" in results["metric"].values:
-            prior = _stats(results["centre_prior_epg"].values, confidence)
+            prior = mean_interval(results["centre_prior_epg"].values, confidence)
             rows.append({"layer": layer, "method": CENTRE_PRIOR, "metric": "epg"} | prior)
     return pd.DataFrame(rows, columns=["layer", "method", "metric", "n", "mean", "low", "high"])
 

@@ -7,6 +7,7 @@ The fusion across the eight-scale input pyramid (the primary attribution map, PH
 from __future__ import annotations
 
 import numbers
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import cv2
@@ -20,6 +21,7 @@ __all__ = [
     "MAX_MEDIAN",
     "PGE_EPS",
     "Denoising",
+    "denoise_settings",
     "holistic_map",
     "low_pass_wrap",
     "pge_from_totals",
@@ -134,10 +136,7 @@ class Denoising:
         else:
             lpw = np.full(pha.shape, 255, dtype=np.uint8)
             h = pha
-        lo, hi = h.min(), h.max()
-        if not hi > lo:
-            return np.zeros(h.shape, dtype=np.float32), lpw
-        return ((h - lo) / (hi - lo + np.float32(1e-8))).astype(np.float32), lpw
+        return _finished(h), lpw
 
 
 def low_pass_wrap(fundamental: np.ndarray, threshold: float, median: int, box: int) -> np.ndarray:
@@ -161,15 +160,68 @@ def low_pass_wrap(fundamental: np.ndarray, threshold: float, median: int, box: i
     Returns:
         The mask as uint8 (H, W).
     """
+    return _box(_median(_saturated(fundamental, threshold), median), box)
+
+
+def _saturated(fundamental: np.ndarray, threshold: float) -> np.ndarray:
+    """``uint8(round(255 minmax(min(minmax(M_f), tau))))``; all 255 for a constant M_f."""
     f = np.asarray(fundamental, dtype=np.float32)
     lo, hi = f.min(), f.max()
     if not hi > lo:
         return np.full(f.shape, 255, dtype=np.uint8)
     u = np.minimum((f - lo) / (hi - lo), np.float32(threshold))
     u = u / u.max()
-    q = np.round(u * np.float32(255)).astype(np.uint8)
-    med = cv2.medianBlur(q, int(median)) if median > 1 else q
-    return cv2.blur(med, (int(box), int(box))) if box > 1 else med
+    return np.round(u * np.float32(255)).astype(np.uint8)
+
+
+def _median(q: np.ndarray, median: int) -> np.ndarray:
+    return cv2.medianBlur(q, int(median)) if median > 1 else q
+
+
+def _box(q: np.ndarray, box: int) -> np.ndarray:
+    return cv2.blur(q, (int(box), int(box))) if box > 1 else q
+
+
+def _finished(h: np.ndarray) -> np.ndarray:
+    """``(H - min) / (max - min + 1e-8)`` as float32; all zero for a constant H."""
+    lo, hi = h.min(), h.max()
+    if not hi > lo:
+        return np.zeros(h.shape, dtype=np.float32)
+    return ((h - lo) / (hi - lo + np.float32(1e-8))).astype(np.float32)
+
+
+def denoise_settings(
+    primary: np.ndarray, fundamental: np.ndarray, settings: Sequence[Denoising | None]
+) -> np.ndarray:
+    """The final maps of one kept PHA and M_f under many denoising settings at once.
+
+    Each map equals :meth:`Denoising.apply` with that setting (None: no denoising, H = PHA),
+    bit for bit. The work is shared: the saturation depends on tau only and the median
+    filter on (tau, m) only, so each is computed once and reused across the box kernels.
+
+    Args:
+        primary: PHA (H, W).
+        fundamental: M_f (H, W).
+        settings: the settings (None for denoising off).
+
+    Returns:
+        (len(settings), H, W) float32 maps in [0, 1].
+    """
+    pha = np.asarray(primary, dtype=np.float32)
+    out = np.empty((len(settings), *pha.shape), dtype=np.float32)
+    saturated: dict[float, np.ndarray] = {}
+    medians: dict[tuple[float, int], np.ndarray] = {}
+    for i, setting in enumerate(settings):
+        if setting is None:
+            out[i] = _finished(pha)
+            continue
+        t, m = setting.threshold, setting.median
+        if t not in saturated:
+            saturated[t] = _saturated(fundamental, t)
+        if (t, m) not in medians:
+            medians[t, m] = _median(saturated[t], m)
+        out[i] = _finished(pha * _box(medians[t, m], setting.box).astype(np.float32))
+    return out
 
 
 def holistic_map(

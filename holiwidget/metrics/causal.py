@@ -171,6 +171,39 @@ def curve_fractions(pixels: int, step: int) -> np.ndarray:
     return changed / pixels
 
 
+def _distinct_pairs(
+    ranks: torch.Tensor,
+    step: int,
+    images: torch.Tensor,
+    maps: torch.Tensor,
+    targets: torch.Tensor,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """The (image, map, target) pairs whose curves differ, in first-seen order, and for
+    every pair the position of its representative among them.
+
+    A pixel has changed after step k iff ``rank < k * step``, i.e. ``rank // step < k``:
+    maps with the same ``rank // step`` (for the same image and class) give the same
+    curves, so each such group is evaluated once (a sweep's settings often share them).
+    """
+    pixels = ranks.shape[1]
+    dtype = np.int16 if pixels // step < np.iinfo(np.int16).max else np.int32
+    blocks = torch.div(ranks, step, rounding_mode="floor").numpy().astype(dtype)
+    seen: dict[tuple[int, int, bytes], int] = {}
+    firsts: list[int] = []
+    inverse = torch.empty(images.numel(), dtype=torch.long)
+    keys: dict[int, bytes] = {}
+    for p in range(images.numel()):
+        mi = int(maps[p])
+        if mi not in keys:
+            keys[mi] = blocks[mi].tobytes()
+        key = (int(images[p]), int(targets[p]), keys[mi])
+        if key not in seen:
+            seen[key] = len(firsts)
+            firsts.append(p)
+        inverse[p] = seen[key]
+    return torch.tensor(firsts, dtype=torch.long), inverse
+
+
 def _curves(
     model: nn.Module,
     images: torch.Tensor,
@@ -205,13 +238,16 @@ def _curves(
         zero = torch.zeros((), dtype=xd.dtype, device=dev)
         rank_d = ranks.to(dev)
         changed_d = changed.to(dev)
+        img_all = torch.arange(count) if x.shape[0] > 1 else torch.zeros(count, dtype=torch.long)
+        map_all = torch.arange(count) if m.shape[0] > 1 else torch.zeros(count, dtype=torch.long)
+        distinct, inverse = _distinct_pairs(ranks, step, img_all, map_all, targets)
         for kind in kinds:
-            # One stream of (map, k) evaluations, cut into batches that may span maps.
-            pair = torch.arange(count).repeat_interleave(steps + 1)
-            kk = torch.arange(steps + 1).repeat(count)
+            # One stream of (map, k) evaluations, cut into batches that may span maps; pairs
+            # whose maps change the same pixels at every step are evaluated once.
+            pair = distinct.repeat_interleave(steps + 1)
+            kk = torch.arange(steps + 1).repeat(distinct.numel())
             probs = torch.empty(pair.numel())
-            img_of = pair if x.shape[0] > 1 else torch.zeros_like(pair)
-            map_of = pair if m.shape[0] > 1 else torch.zeros_like(pair)
+            img_of, map_of = img_all[pair], map_all[pair]
             for b0 in range(0, pair.numel(), ev.batch_size):
                 sl = slice(b0, b0 + ev.batch_size)
                 ii, mi = img_of[sl].to(dev), map_of[sl].to(dev)
@@ -227,7 +263,7 @@ def _curves(
                 else:
                     batch = torch.where(done, img, base)
                 probs[sl] = ev.probabilities(batch, targets[pair[sl]])
-            out[kind] = probs.view(count, steps + 1).double().numpy()
+            out[kind] = probs.view(distinct.numel(), steps + 1)[inverse].double().numpy()
     return {
         kind: CausalCurves(
             kind=kind,
