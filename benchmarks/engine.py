@@ -24,7 +24,7 @@ import torch.nn.functional as F
 from _shared import add_shared_argument
 
 import holiwidget as hw
-from holiwidget.engine import pyramid_sizes
+from holiwidget.pyramid import pyramid_sizes
 
 
 def _model(name: str, shared: Path) -> torch.nn.Module:
@@ -43,6 +43,10 @@ CASES = {
         ["features.3.conv.0", "features.6.conv.0", "features.13.conv.0", "features.18"],
     ),
 }
+
+
+#: The app's budget for what one pass keeps for its backward (holiwidget app --pass-memory).
+PASS_MEMORY_MB = 64
 
 
 def _input(n: int = 1) -> torch.Tensor:
@@ -95,6 +99,8 @@ def _child(kind: str, case: str, shared: Path) -> None:
     x = _input(1)
     if kind == "floor":
         floor(model, x, layers[0])
+    elif kind == "on_disk":
+        holistic(model, x, layers, pass_memory=PASS_MEMORY_MB)
     else:
         holistic(model, x, layers)
     print(_own_peak_bytes())
@@ -197,6 +203,25 @@ def main() -> None:
                     single.append(sum(holistic(model, x8[i : i + 1], layers) for i in range(8)))
                 else:
                     batch.append(holistic(model, x8, layers))  # one call, the engine's grouping
+        # The lower-memory way of the pyramid's largest passes (saved tensors on disk): its
+        # time and peak against the default, alternated, on MobileNetV2's four stages.
+        plain, on_disk = [], []
+        for r in range(4):
+            for way in ("plain", "disk") if r % 2 == 0 else ("disk", "plain"):
+                if way == "plain":
+                    plain.append(holistic(model, x1, layers))
+                else:
+                    on_disk.append(holistic(model, x1, layers, pass_memory=PASS_MEMORY_MB))
+        peak_plain = _peak("holistic", "mobilenet_v2/stages", args.shared)
+        peak_disk = _peak("on_disk", "mobilenet_v2/stages", args.shared)
+        result["pass_memory_mobilenet_v2_stages"] = {
+            "pass_memory_mb": PASS_MEMORY_MB,
+            "default_s": round(min(plain), 3),
+            "on_disk_s": round(min(on_disk), 3),
+            "time_ratio": round(min(on_disk) / min(plain), 3),
+            "default_peak_gb": round(peak_plain / 2**30, 3),
+            "on_disk_peak_gb": round(peak_disk / 2**30, 3),
+        }
         result["batch8_mobilenet_v2_stages"] = {
             "repeats": len(batch),
             "single_s_per_image": round(min(single) / 8, 3),

@@ -15,13 +15,14 @@ The main entry points:
 from __future__ import annotations
 
 from .dataset import open_dataset, save_dataset
-from .engine import explain, pyramid_sizes
+from .engine import explain
 from .errors import HoliwidgetError
 from .evaluation import evaluate
 from .layers import holistic_stage
 from .methods import METHODS
 from .methods.holistic import holistic_map, low_pass_wrap
 from .models import load_model
+from .pyramid import pyramid_sizes
 from .samples import SAMPLES, load_sample
 from .sweeps import paired_differences, plot_sensitivity, sensitivity_table, sweep
 
@@ -38,6 +39,7 @@ __all__ = [
     "load_sample",
     "low_pass_wrap",
     "open_dataset",
+    "open_explorer",
     "paired_differences",
     "plot_sensitivity",
     "pyramid_sizes",
@@ -49,8 +51,8 @@ __all__ = [
 
 def __getattr__(name: str) -> object:
     # The explorer pulls in ipywidgets and ipympl: imported only when asked for.
-    if name == "Explorer":
-        from .explorer import Explorer
+    if name in ("Explorer", "open_explorer"):
+        from . import explorer
 
-        return Explorer
+        return getattr(explorer, name)
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

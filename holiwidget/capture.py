@@ -110,6 +110,7 @@ def record_pass(
     choose_targets: Callable[[torch.Tensor], torch.Tensor],
     *,
     gradients: bool = True,
+    saving: contextlib.AbstractContextManager | None = None,
 ) -> PassRecord:
     """Run one forward (and, if asked, one backward) pass recording the given layers.
 
@@ -127,13 +128,16 @@ def record_pass(
         x: the input batch (N, 3, H, W) on the model's device.
         choose_targets: maps the detached logits to the class index of each image.
         gradients: whether to run the backward pass.
+        saving: a context around the forward and backward passes for what autograd saves
+            (see :mod:`holiwidget.saved`: counted, or kept on disk); None keeps it in memory.
 
     Returns:
         The recorded logits, targets, activations and gradients.
     """
     while True:
         try:
-            return _record(model, layers, x, choose_targets, gradients)
+            with saving if saving is not None else contextlib.nullcontext():
+                return _record(model, layers, x, choose_targets, gradients)
         except _ChangedInPlaceError as changed:
             for name in changed.names:
                 log.debug("layer %r is changed in place downstream: it is copied", name)

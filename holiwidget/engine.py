@@ -32,12 +32,12 @@ from .methods.finish import finish_maps, minmax
 from .methods.holistic import Denoising
 from .methods.iia import finish_iia, iia
 from .methods.relevance import finish_relevancecam, relevancecam
+from .pyramid import check_scales, pyramid_sizes
+from .saved import PassMemory
 from .targets import target_chooser, targets_from
 
-__all__ = ["PYRAMID_SIDES", "check_scales", "explain", "pyramid_sizes"]
+__all__ = ["explain"]
 
-#: Side lengths of the input pyramid for a 224 x 224 input: range(224, 1000, 100).
-PYRAMID_SIDES = tuple(range(224, 1000, 100))
 # Pixels (summed over images) of one forward pass before a scale's batch is split. On the
 # CPU every image gets passes of its own: oneDNN sums in other orders for other batch sizes,
 # and FSD's 8-bit step can turn such a rounding difference into a visible flip, so this keeps
@@ -61,56 +61,6 @@ _OWN_PASSES = {
     "relevancecam": (relevancecam, finish_relevancecam),
     "iia": (iia, finish_iia),
 }
-
-
-def check_scales(scales: Sequence[int] | None) -> tuple[int, ...]:
-    """The pyramid's sides, checked: positive integers, no duplicates, the fundamental first.
-
-    None gives the paper's pyramid (:data:`PYRAMID_SIDES`). The first side is the
-    fundamental scale (the input size) and must be the smallest; the others may come in any
-    order and are kept in ascending order.
-
-    Raises:
-        HoliwidgetError: in one line, with the default.
-    """
-    if scales is None:
-        return PYRAMID_SIDES
-    default = ",".join(map(str, PYRAMID_SIDES))
-    if isinstance(scales, (str, bytes)) or not isinstance(scales, Sequence) or not scales:
-        raise HoliwidgetError(
-            f"scales must be a non-empty list of pyramid sides such as (224, 324), got "
-            f"{scales!r}; the default is {default}"
-        )
-    bad = [s for s in scales if isinstance(s, bool) or not isinstance(s, numbers.Integral)]
-    if bad or any(s < 1 for s in scales):
-        raise HoliwidgetError(
-            f"scales must be positive integers (pixels), got {list(scales)!r}; the default "
-            f"is {default}"
-        )
-    sides = [int(s) for s in scales]
-    if len(set(sides)) != len(sides):
-        raise HoliwidgetError(f"scales {sides} repeat a side; give each side once")
-    if sides[0] != min(sides):
-        raise HoliwidgetError(
-            f"scales must start with the fundamental scale (the input size, the smallest "
-            f"side), got {sides}; e.g. {sorted(sides)}"
-        )
-    return (sides[0], *sorted(sides[1:]))
-
-
-def pyramid_sizes(
-    height: int, width: int, scales: Sequence[int] | None = None
-) -> list[tuple[int, int]]:
-    """The pyramid's input sizes for a (height, width) input, fundamental scale first.
-
-    ``scales`` are sides in the frame of the fundamental scale (default the paper's eight,
-    224, 324, ..., 924, for a 224 x 224 input). Another input size scales them by the same
-    factors ``s / scales[0]``; the FSD kernels are used as given (for an input of side
-    ``s0`` the paper's kernels correspond to ``m * s0 / 224`` and ``b * s0 / 224``, rounded
-    to odd numbers).
-    """
-    sides = check_scales(scales)
-    return [(round(height * s / sides[0]), round(width * s / sides[0])) for s in sides]
 
 
 def _pass_order(sizes: list[tuple[int, int]]) -> list[tuple[int, int]]:
@@ -139,6 +89,7 @@ def _passes(
     own_targets: bool,
     ids: Sequence[str],
     scales: tuple[int, ...],
+    memory: PassMemory,
 ) -> tuple[dict[str, LayerFuser], torch.Tensor, torch.Tensor, torch.Tensor]:
     """Every network pass of one group of images, each layer's captures handed to its fuser.
 
@@ -177,7 +128,14 @@ def _passes(
             else:
                 fixed = None if own_targets else targets[sub]
             gradients = bool(GRADIENT_METHODS & set(methods))
-            rec = record_pass(model, modules, xs[sub], target_chooser(fixed), gradients=gradients)
+            rec = record_pass(
+                model,
+                modules,
+                xs[sub],
+                target_chooser(fixed),
+                gradients=gradients,
+                saving=memory.saving((sub.stop - sub.start) * size[0] * size[1]),
+            )
             if scale == 0:
                 finite_logits(rec.logits, ids[sub])
                 check_layer_sizes(model, modules, rec.activations, xs)
@@ -269,6 +227,7 @@ def explain(
     *,
     scale_targets: str = "fixed",
     scales: Sequence[int] | None = None,
+    pass_memory: float | None = None,
     batch_size: int | None = None,
     progress: bool = False,
     fusion: str = "auto",
@@ -308,6 +267,10 @@ def explain(
             the fundamental scale (the input size), the others are relative to it (see
             :func:`pyramid_sizes`). ``(224,)`` is the one-scale method (PHA equals M_f).
             Recorded in ``attrs["scales"]``.
+        pass_memory: the most megabytes a network pass may keep for its backward pass;
+            the pyramid's passes predicted to need more keep what autograd saves in a
+            temporary file (:mod:`holiwidget.saved`): lower peak memory, identical maps,
+            slower. None (default) keeps everything in memory.
         batch_size: images whose captures are held at once (default: 1 on the CPU, where
             each image has passes of its own anyway, 32 on an accelerator); memory is bounded
             by this, not by the number of images.
@@ -329,6 +292,15 @@ def explain(
         raise HoliwidgetError("scale_targets='own' explains each scale's top-1 class; drop target=")
     denoising = Denoising(threshold, median, box)
     sides = check_scales(scales)
+    if pass_memory is not None and (
+        isinstance(pass_memory, bool)
+        or not isinstance(pass_memory, numbers.Real)
+        or not pass_memory > 0
+    ):
+        raise HoliwidgetError(
+            f"pass_memory must be a positive number of megabytes (or None), got {pass_memory!r}"
+        )
+    memory = PassMemory(None if pass_memory is None else int(pass_memory * 2**20))
     dev = resolve_device(device)
     backend = resolve_backend(fusion, dev)
     prep = prepare_images(images)
@@ -363,6 +335,7 @@ def explain(
                     scale_targets == "own",
                     prep.ids[sub],
                     sides,
+                    memory,
                 )
                 maps, primary, fundamental = _maps(fusers, chosen, used, denoising)
                 _own_pass_maps(model, modules, x, targets, chosen, maps)
@@ -398,6 +371,7 @@ def explain(
             if passes > 1
             else [list(size)],
             "pyramid": list(sides),
+            "passes_on_disk": memory.on_disk,
             "input_size": list(size),
             "batch_size": group,
             "scale_targets": scale_targets,

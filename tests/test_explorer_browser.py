@@ -16,7 +16,11 @@ from __future__ import annotations
 import io
 import os
 import shutil
+import signal
+import subprocess
+import sys
 import time
+import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -126,7 +130,7 @@ def test_explorer_in_jupyterlab(lab: str) -> None:
             page.goto(lab)
             # The notebook's own cells are shown and its kernel has started.
             page.wait_for_selector(
-                ".jp-NotebookPanel .jp-Cell:has-text('hw.Explorer(')", timeout=SERVER_S * 1000
+                ".jp-NotebookPanel .jp-Cell:has-text('hw.open_explorer(')", timeout=SERVER_S * 1000
             )
             page.wait_for_selector(
                 ".jp-StatusBar-TextItem:has-text('Idle')", timeout=SERVER_S * 1000
@@ -188,3 +192,127 @@ def test_explorer_in_jupyterlab(lab: str) -> None:
             )
         finally:
             browser.close()
+
+
+class _Notebook7:
+    """Jupyter Notebook 7 (``python -m notebook``) on a copy of the explorer notebook."""
+
+    def __init__(self, folder: Path, weights: Path) -> None:
+        from test_lab import _free_port, jupyter_env
+
+        self.port, self.token = _free_port(), os.urandom(16).hex()
+        work = folder / "nb7"
+        work.mkdir()
+        shutil.copyfile(NOTEBOOK, work / "explorer.ipynb")
+        env = {**jupyter_env(folder), "HOLIWIDGET_WEIGHTS": str(weights)}
+        self.log_path = folder / "notebook7.log"
+        with self.log_path.open("wb") as log:
+            self.proc = subprocess.Popen(
+                [
+                    *(sys.executable, "-m", "notebook", "--no-browser", "--ip=127.0.0.1"),
+                    f"--port={self.port}",
+                    f"--IdentityProvider.token={self.token}",
+                    f"--ServerApp.root_dir={work}",
+                    *(["--allow-root"] if os.geteuid() == 0 else []),
+                ],
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                env=env,
+            )
+        deadline = time.monotonic() + SERVER_S
+        while True:
+            try:
+                urllib.request.urlopen(self.url("api/status"), timeout=5).close()
+                return
+            except OSError:
+                if self.proc.poll() is not None or time.monotonic() > deadline:
+                    self.stop()
+                    pytest.fail(f"Notebook 7 did not start:\n{self.log_path.read_text()[-2000:]}")
+                time.sleep(0.5)
+
+    def url(self, path: str) -> str:
+        return f"http://127.0.0.1:{self.port}/{path}?token={self.token}"
+
+    def stop(self) -> list:
+        import psutil
+
+        try:
+            root = psutil.Process(self.proc.pid)
+            procs = [root, *root.children(recursive=True)]
+        except psutil.NoSuchProcess:
+            procs = []
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+        self.proc.wait(60)
+        _, alive = psutil.wait_procs(procs, timeout=60)
+        for p in alive:
+            p.kill()
+        return alive
+
+
+def test_explorer_in_notebook7(tmp_path: Path, mobilenet_weights: Path) -> None:
+    from playwright.sync_api import TimeoutError as PlaywrightTimeout
+    from playwright.sync_api import sync_playwright
+
+    exe = _chromium()
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    server = _Notebook7(tmp_path, mobilenet_weights)
+    try:
+        with sync_playwright() as p:
+            browser = p.chromium.launch(executable_path=exe, args=CHROMIUM_ARGS)
+            try:
+                page = browser.new_page(viewport={"width": 1600, "height": 1200})
+                page.goto(server.url("notebooks/explorer.ipynb"))
+                page.wait_for_selector(
+                    ".jp-Cell:has-text('hw.open_explorer(')", timeout=SERVER_S * 1000
+                )
+                page.wait_for_selector(
+                    ".jp-Notebook-ExecutionIndicator[data-status='idle']",
+                    timeout=SERVER_S * 1000,
+                )
+                # Run All Cells; a click while the kernel is still connecting is lost, so
+                # it is repeated until the first code cell has run.
+                for _ in range(3):
+                    page.locator(".lm-MenuBar-itemLabel", has_text="Run").first.click()
+                    page.locator(".lm-Menu-itemLabel", has_text="Run All Cells").first.click()
+                    try:  # a prompt [*] or [1]: the kernel took the cells
+                        page.wait_for_function(
+                            "() => [...document.querySelectorAll('.jp-InputPrompt')]"
+                            ".some(p => /\\[(\\*|[0-9]+)\\]/.test(p.textContent))",
+                            timeout=20_000,
+                        )
+                        break
+                    except PlaywrightTimeout:
+                        continue
+                page.wait_for_function(
+                    "() => { const s = document.querySelector('.holiwidget-status');"
+                    " return s && /computed|error/.test(s.textContent); }",
+                    timeout=FIRST_MAPS_S * 1000,
+                )
+                status = page.locator(STATUS).first.text_content()
+                assert "computed" in status and "Egyptian cat" in status, status
+                before = _settled(page, OVERLAY)
+                page.screenshot(path=str(ARTIFACTS / "notebook7-explorer.png"))
+                # Drag the threshold slider's handle to the left with the mouse (Notebook 7
+                # takes the arrow keys for its own shortcuts while a heading cell is active).
+                handle = page.locator(".holiwidget-threshold .noUi-handle").first
+                handle.scroll_into_view_if_needed()
+                box = handle.bounding_box()
+                x, y = box["x"] + box["width"] / 2, box["y"] + box["height"] / 2
+                page.mouse.move(x, y)
+                page.mouse.down()
+                page.mouse.move(x - 40, y, steps=8)
+                page.mouse.up()
+                page.wait_for_function(
+                    "() => !document.querySelector('.holiwidget-status').textContent"
+                    ".includes('computed')",
+                    timeout=REDRAW_S * 1000,
+                )
+                _, diff = _wait_changed(page, OVERLAY, before)
+                assert diff > 0.5, "the overlay did not change in Notebook 7"
+                page.screenshot(path=str(ARTIFACTS / "notebook7-threshold.png"))
+            finally:
+                browser.close()
+    finally:
+        alive = server.stop()
+    assert alive == []

@@ -36,11 +36,13 @@ def _free_port() -> int:
 
 
 def jupyter_env(folder: Path) -> dict[str, str]:
-    """The environment for a JupyterLab of a test: its user folders in ``folder``, no
-    autosave, no news pop-up."""
+    """The environment for a JupyterLab (or Notebook 7) of a test: its user folders in
+    ``folder``, no autosave, no news pop-up, no windowing of cells."""
     settings = folder / "settings"
     for plugin, values in {
         "@jupyterlab/docmanager-extension/plugin": {"autosave": False},
+        # every cell rendered (no windowing): outputs off screen stay in the page
+        "@jupyterlab/notebook-extension/tracker": {"windowingMode": "none"},
         "@jupyterlab/apputils-extension/notification": {
             "fetchNews": "false",
             "checkForUpdates": False,
@@ -187,6 +189,8 @@ def test_jupyterlab_serves_the_working_copy_and_keeps_the_users_edits(tmp_path: 
     edited["cells"][0]["source"] = "# my edited explorer"
     copy.write_text(json.dumps(edited))
     with Lab(tmp_path, "--workdir", workdir) as lab:
+        # the URL JupyterLab prints opens the notebook, not the Launcher
+        assert f"127.0.0.1:{lab.port}/lab/tree/notebooks/explorer.ipynb?token=" in lab.log()
         served = lab.api("GET", "contents/notebooks/explorer.ipynb")
         assert served["content"]["cells"][0]["source"] == "# my edited explorer"
         # Saving writes to the working copy (what JupyterLab's autosave does).
@@ -248,14 +252,14 @@ _CHILD = textwrap.dedent(
     time.sleep(60)
     """
 )
-# `holiwidget lab`'s supervision of its JupyterLab child, around the child above.
+# The supervision of `holiwidget lab` and `holiwidget app` of their server, around the child above.
 _PARENT = textwrap.dedent(
     """
     import sys
     from pathlib import Path
-    from holiwidget.cli.lab import _supervise
+    from holiwidget.cli.servers import supervise
     cmd = [sys.executable, "-c", sys.argv[1], *sys.argv[2:]]
-    sys.exit(_supervise(cmd, {}, Path.cwd()))
+    sys.exit(supervise(cmd, {}, Path.cwd(), "the child"))
     """
 )
 

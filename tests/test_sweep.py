@@ -18,6 +18,7 @@ import holiwidget
 from holiwidget import HoliwidgetError, open_dataset
 from holiwidget.methods.holistic import Denoising, denoise_settings
 from holiwidget.metrics import insertion_deletion
+from holiwidget.pyramid import PYRAMID_SIDES
 from holiwidget.sweeps import Grid, parse_scale_sets, parse_values, sweep_summary_paths
 
 LAYERS = ["features.18", "features.6.conv.0"]
@@ -55,9 +56,7 @@ def swept(tmp_path_factory, model, shared) -> tuple[xr.Dataset, Path]:
 
 
 def test_star_design_cells() -> None:
-    grid = Grid(
-        (0.25, 0.5), (31, 51, 71), (51, 91), ((224,), holiwidget.engine.PYRAMID_SIDES), "star"
-    )
+    grid = Grid((0.25, 0.5), (31, 51, 71), (51, 91), ((224,), PYRAMID_SIDES), "star")
     assert grid.reference == (1, 1, 1, 1)  # the defaults where listed
     cells = grid.cells()
     # the 3 x 2 plane at tau 0.5 on the full pyramid, tau 0.25 there, and the one-scale set

@@ -5,6 +5,7 @@
     holiwidget explain IMAGE... --model NAME --output FILE.nc [--figure FILE.png] [...]
     holiwidget evaluate --images DIR --annotations CSV --model NAME --output RESULTS.zarr [...]
     holiwidget sweep --images DIR --annotations CSV --model NAME --output SWEEP.zarr [...]
+    holiwidget app [--model NAME] [--weights W] [--image NAME|PATH] [--data DIR] [--port N]
     holiwidget lab [--model NAME] [--weights W] [--port N] [--no-browser] [-- JUPYTER_ARGS]
 
 Bad input is reported as one line ``holiwidget: error: <message>`` on stderr with exit
@@ -22,7 +23,7 @@ from collections.abc import Callable
 from typing import NoReturn
 
 from ..errors import HoliwidgetError
-from . import evaluate, explain, lab, sweep
+from . import app, evaluate, explain, lab, sweep
 from .options import add_verbose
 
 __all__ = ["main"]
@@ -58,6 +59,7 @@ _COMMANDS: list[Callable[[argparse._SubParsersAction], None]] = [
     evaluate.add_command,
     sweep.add_command,
     lab.add_command,
+    app.add_command,
 ]
 
 

@@ -16,35 +16,27 @@ always does.
 from __future__ import annotations
 
 import argparse
-import contextlib
 import importlib.util
 import logging
-import os
-import signal
-import subprocess
 import sys
-import threading
 from pathlib import Path
 
 from ..errors import HoliwidgetError
 from ..outputs import write_bytes
 from .options import add_verbose, positive_int
+from .servers import notebook_env, running_as_root, supervise
 
 __all__ = ["EXPLORER_NOTEBOOK", "WORKDIR", "add_command"]
 
 log = logging.getLogger(__name__)
 
 
-#: The explorer notebook ``holiwidget lab`` copies (in a source checkout).
-EXPLORER_NOTEBOOK = Path(__file__).resolve().parents[2] / "notebooks" / "explorer.ipynb"
+#: The explorer notebook ``holiwidget lab`` copies and ``holiwidget app`` serves (package data).
+EXPLORER_NOTEBOOK = Path(__file__).resolve().parents[1] / "notebooks" / "explorer.ipynb"
 #: The default working folder (``~`` is the user's home).
 WORKDIR = Path("~") / "holiwidget-lab"
 #: Where the working copy lies inside the working folder (as in a checkout: the same URL).
 _COPY = Path("notebooks") / "explorer.ipynb"
-#: Signals passed on to JupyterLab.
-_FORWARDED = tuple(
-    getattr(signal, name) for name in ("SIGTERM", "SIGINT", "SIGHUP") if hasattr(signal, name)
-)
 
 
 def add_command(commands: argparse._SubParsersAction) -> None:
@@ -97,8 +89,8 @@ def _working_copy(workdir: Path) -> Path:
     """The explorer notebook's copy in ``workdir`` (made from the package's if missing)."""
     if not EXPLORER_NOTEBOOK.is_file():
         raise HoliwidgetError(
-            f"notebook {EXPLORER_NOTEBOOK} not found; run from a source checkout of holiwidget "
-            "or pass --notebook PATH"
+            f"notebook {EXPLORER_NOTEBOOK} not found: the installed package is incomplete; "
+            "reinstall holiwidget, or pass --notebook PATH"
         )
     if workdir.exists() and not workdir.is_dir():
         raise HoliwidgetError(f"{workdir} is not a folder; choose another --workdir")
@@ -125,25 +117,18 @@ def _run(args: argparse.Namespace) -> int:
         notebook = args.notebook.expanduser().resolve()
         root = notebook.parent
         if not notebook.is_file():
-            raise HoliwidgetError(
-                f"notebook {notebook} not found; run from a source checkout of holiwidget or "
-                "pass --notebook PATH"
-            )
+            raise HoliwidgetError(f"notebook {notebook} not found; check the --notebook path")
     else:
         root = (args.workdir or WORKDIR).expanduser().resolve()
         notebook = _working_copy(root)
-    env = dict(os.environ)
-    if args.model is not None:
-        env["HOLIWIDGET_MODEL"] = args.model
-    if args.weights is not None:
-        weights = Path(args.weights).expanduser()
-        env["HOLIWIDGET_WEIGHTS"] = str(weights.resolve()) if weights.exists() else args.weights
     cmd = [
         sys.executable,
         "-m",
         "jupyterlab",
         notebook.relative_to(root).as_posix(),
         f"--ServerApp.root_dir={root}",
+        # the URL JupyterLab prints (and opens) is the notebook's, not the Launcher's
+        f"--LabApp.default_url=/lab/tree/{notebook.relative_to(root).as_posix()}",
     ]
     if args.port is not None:
         cmd.append(f"--port={args.port}")
@@ -151,52 +136,9 @@ def _run(args: argparse.Namespace) -> int:
         cmd.append(f"--ip={args.ip}")
     if args.no_browser:
         cmd.append("--no-browser")
-    if hasattr(os, "geteuid") and os.geteuid() == 0:
+    if running_as_root():
         cmd.append("--allow-root")  # containers and Binder-like hosts run as root
     extra = list(args.jupyter_args)
     cmd += extra[1:] if extra[:1] == ["--"] else extra
     log.info("running %s", " ".join(cmd))
-    return _supervise(cmd, env, root)
-
-
-def _terminal_sent_it() -> bool:
-    """Whether a SIGINT most likely came from the terminal (Ctrl-C): this process is in its
-    foreground process group, which the terminal signals as a whole, JupyterLab included."""
-    for fd in (0, 1, 2):
-        with contextlib.suppress(OSError, AttributeError):  # AttributeError: not POSIX
-            if os.isatty(fd):
-                return os.tcgetpgrp(fd) == os.getpgrp()
-    return False
-
-
-def _supervise(cmd: list[str], env: dict[str, str], cwd: Path) -> int:
-    """Run ``cmd`` in ``cwd`` (JupyterLab reads the notebook's path from there), pass stop
-    signals on to it, wait for it; its exit status (128 + N when signal N ended it, as a
-    shell reports it)."""
-    try:
-        child = subprocess.Popen(cmd, env=env, cwd=cwd)
-    except OSError as exc:
-        raise HoliwidgetError(f"cannot start JupyterLab ({exc.strerror or exc})") from None
-
-    def forward(signum: int, _frame: object) -> None:
-        if signum == signal.SIGINT:
-            if _terminal_sent_it():
-                return
-            # Without a terminal JupyterLab takes SIGINT as KeyboardInterrupt and leaves
-            # its kernels to notice; SIGTERM makes it shut them down first.
-            signum = signal.SIGTERM
-        with contextlib.suppress(ProcessLookupError):
-            child.send_signal(signum)
-
-    previous = {}
-    if threading.current_thread() is threading.main_thread():
-        previous = {s: signal.signal(s, forward) for s in _FORWARDED}
-    try:
-        status = child.wait()
-    finally:
-        for s, handler in previous.items():
-            signal.signal(s, handler)
-        if child.poll() is None:  # this process is going down for another reason
-            child.terminate()
-            child.wait()
-    return status if status >= 0 else 128 - status
+    return supervise(cmd, notebook_env(args), root, "JupyterLab")

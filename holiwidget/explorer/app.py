@@ -15,6 +15,7 @@ import io
 import json
 import logging
 import os
+import threading
 import time
 import warnings
 from collections.abc import Callable, Iterator, Sequence
@@ -43,6 +44,7 @@ from ..methods.holistic import Denoising
 from ..models import class_names
 from ..outputs import atomic_output, check_output
 from . import curves as _curves
+from .downloads import confined_path, download_link, release_memory
 from .state import (
     ImageSource,
     PassCache,
@@ -117,6 +119,13 @@ class Explorer:
         threshold, median, box: the initial denoising parameters.
         device: where network passes run (``"auto"``: CUDA, then MPS, then CPU).
         interactive: ipympl canvases (default) or plain Agg ones (no browser needed).
+        data: a data folder to confine the explorer to (a shared deployment): the folder
+            field and the exports then take names inside it only, and each export is also
+            offered as a download to the browser.
+        defer: compute the first maps in the background once the explorer is displayed
+            (the app shows at once, with its status and progress bar), not before.
+        pass_memory: the most megabytes a network pass may keep for its backward (see
+            :func:`holiwidget.explain`); None keeps everything in memory.
     """
 
     def __init__(
@@ -133,12 +142,21 @@ class Explorer:
         box: int = Denoising.box,
         device: str | torch.device = "auto",
         interactive: bool = True,
+        data: str | os.PathLike | None = None,
+        defer: bool = False,
+        pass_memory: float | None = None,
     ) -> None:
         if (model is None) == (dataset is None):
             raise HoliwidgetError(
                 "pass a model (to explain images) or a dataset (to browse it), not both or neither"
             )
         Denoising(threshold, median, box)
+        self._data = None if data is None else Path(data).expanduser().resolve()
+        if self._data is not None and not self._data.is_dir():
+            raise HoliwidgetError(f"data folder {self._data} does not exist; create it first")
+        self._defer = defer
+        self._pass_memory = pass_memory
+        self._started: threading.Thread | None = None
         self._model = model
         self._device = device
         self._quiet = 0
@@ -344,6 +362,7 @@ class Explorer:
             tooltip="write the current views to one image (PNG unless the name says otherwise)",
         )
         self.status = W.HTML(value="")
+        self.download = W.HTML(value="")
         self.progress = W.IntProgress(value=0, min=0, max=1, description="", bar_style="")
         self.probe = W.HTML(value="<i>click a pixel of any map to probe it</i>")
         for w, width in (
@@ -415,7 +434,9 @@ class Explorer:
             ],
             align_items="flex-start",
         )
-        export = row([self.export_path, self.save_dataset_button, self.save_figure_button])
+        export = row(
+            [self.export_path, self.save_dataset_button, self.save_figure_button, self.download]
+        )
         app = W.VBox(
             [
                 W.HTML("<b>holiwidget explorer</b>: Holistic-CAM at every depth"),
@@ -452,11 +473,27 @@ class Explorer:
 
     def _ipython_display_(self) -> None:
         display(self.app)
-        self._first_maps()
+        if self._defer:
+            self.start()
+        else:
+            self._first_maps()
+
+    def start(self) -> threading.Thread:
+        """Compute the first maps in a background thread (the kernel stays free to show
+        the app and answer the browser meanwhile); returns the thread (join it to wait)."""
+        if self._started is None:
+            self._status("starting: working on the first maps...")
+            self._started = threading.Thread(
+                target=self._first_maps, name="first-maps", daemon=True
+            )
+            self._started.start()
+        return self._started
 
     @_action
     def _first_maps(self) -> None:
         self._ensure_maps()
+        if self._defer:
+            self.views.fixed_size()  # the page is connected by now
 
     def _ensure_maps(self) -> None:
         """Compute the first maps if nothing is shown yet."""
@@ -618,9 +655,11 @@ class Explorer:
                         median=int(self.median.value),
                         box=int(self.box.value),
                         device=self._device,
+                        pass_memory=self._pass_memory,
                     )
             finally:
                 handle.remove()
+                release_memory()
         self._warnings = [str(w.message) for w in caught]
         return ds
 
@@ -969,7 +1008,10 @@ class Explorer:
 
     @_action
     def _on_folder(self, _button: object) -> None:
-        self.add_images(folder_sources(self.folder.value))
+        folder = self.folder.value
+        if self._data is not None:
+            folder = confined_path(self._data, folder, "folder")
+        self.add_images(folder_sources(folder))
 
     @_action
     def _on_upload(self, change: dict) -> None:
@@ -1045,6 +1087,8 @@ class Explorer:
         """
         text = self.export_path.value.strip() or "holiwidget-explorer"
         path = Path(text).expanduser()
+        if self._data is not None:
+            path = confined_path(self._data, text, "export")
 
         def accepts(check: Callable[[Path], str]) -> bool:
             try:
@@ -1063,13 +1107,18 @@ class Explorer:
 
     @_action
     def _on_save_dataset(self, _button: object) -> None:
-        path = self.save_dataset(self._export_path("dataset"))
-        self._status(f"wrote {path}", _GREEN)
+        self._exported(self.save_dataset(self._export_path("dataset")))
 
     @_action
     def _on_save_figure(self, _button: object) -> None:
-        path = self.save_figure(self._export_path("figure"))
-        self._status(f"wrote {path}", _GREEN)
+        self._exported(self.save_figure(self._export_path("figure")))
+
+    def _exported(self, path: Path) -> None:
+        if self._data is None:
+            self._status(f"wrote {path}", _GREEN)
+            return
+        self._status(f"wrote {path.relative_to(self._data)} in the data folder", _GREEN)
+        self.download.value = download_link(path)
 
     def save_dataset(self, path: str | os.PathLike) -> Path:
         """Write :attr:`dataset` to netCDF (``.nc``) or zarr (``.zarr``), atomically."""

@@ -187,6 +187,14 @@ class Views:
         """The figures' canvases (ipympl widgets when interactive)."""
         return {name: fig.canvas for name, fig in self.figures.items()}
 
+    def fixed_size(self) -> None:
+        """Tell displayed canvases again that they are not resizable: a page that took the
+        widgets' state before the first change (Voila) still draws ipympl's resize handle."""
+        for canvas in self.canvases().values():
+            if hasattr(canvas, "resizable"):
+                canvas.resizable = True
+                canvas.resizable = False
+
     def structure(
         self, layers: Sequence[str], methods: Sequence[str], size: tuple[int, int]
     ) -> bool:

@@ -25,9 +25,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ..engine import PYRAMID_SIDES, check_scales
 from ..errors import HoliwidgetError
 from ..methods.holistic import Denoising
+from ..pyramid import PYRAMID_SIDES, check_scales
 
 __all__ = [
     "DESIGNS",

@@ -1,0 +1,66 @@
+"""A shared deployment's needs: paths confined to a data folder, exports handed to the
+browser, and memory handed back to the system after network passes."""
+
+from __future__ import annotations
+
+import base64
+import ctypes
+import ctypes.util
+import html
+import mimetypes
+from pathlib import Path
+
+from ..errors import HoliwidgetError
+
+__all__ = ["MAX_DOWNLOAD_BYTES", "confined_path", "download_link", "release_memory"]
+
+#: The largest export handed to the browser as a download (it travels base64-encoded).
+MAX_DOWNLOAD_BYTES = 64 * 2**20
+
+
+def confined_path(root: Path, text: str, what: str) -> Path:
+    """``text`` as a path inside the data folder ``root`` (relative names are taken from it).
+
+    Raises:
+        HoliwidgetError: the path leads outside ``root`` (absolute elsewhere, ``..``, a
+            symbolic link out), in one line naming the data folder.
+    """
+    name = str(text).strip()
+    if not name:
+        raise HoliwidgetError(f"type a {what} name inside the data folder first")
+    given = Path(name).expanduser()
+    path = (given if given.is_absolute() else root / given).resolve()
+    if path != root and root not in path.parents:
+        raise HoliwidgetError(
+            f"{what} {name!r} is outside the data folder; this app reads and writes only "
+            f"inside {root} (give a name relative to it)"
+        )
+    return path
+
+
+def download_link(path: Path) -> str:
+    """An HTML link that hands the file to the browser as a download (a data URL)."""
+    size = path.stat().st_size if path.is_file() else 0
+    if not path.is_file() or size > MAX_DOWNLOAD_BYTES:
+        why = "a folder" if path.is_dir() else f"{size / 2**20:.0f} MB"
+        return f"<i>{html.escape(path.name)} is {why}: too large to download here</i>"
+    kind = mimetypes.guess_type(path.name)[0] or "application/octet-stream"
+    data = base64.b64encode(path.read_bytes()).decode("ascii")
+    name = html.escape(path.name, quote=True)
+    return (
+        f'<a class="holiwidget-download" download="{name}" href="data:{kind};base64,{data}">'
+        f"⬇ download {name}</a>"
+    )
+
+
+def release_memory() -> None:
+    """Hand the heap that network passes freed back to the system (glibc's malloc_trim), so
+    that a long session's footprint does not grow by fragmentation; elsewhere a no-op."""
+    name = ctypes.util.find_library("c")
+    if name is None:
+        return
+    try:
+        trim = ctypes.CDLL(name).malloc_trim
+    except (OSError, AttributeError):  # not glibc
+        return
+    trim(0)
