@@ -484,11 +484,28 @@ def test_lab_command_starts_jupyterlab_on_the_notebook(monkeypatch, tmp_path: Pa
     assert (workdir / "notebooks" / "explorer.ipynb").is_file()
 
 
-def test_explorer_notebook_reads_the_weights_from_the_environment() -> None:
+def test_explorer_notebook_reads_the_weights_from_the_environment(
+    mobilenet_weights, tmp_path, monkeypatch
+) -> None:
+    import ipywidgets as W
     import nbformat
 
-    nb = nbformat.read(Path(cli.__file__).parents[2] / "notebooks" / "explorer.ipynb", 4)
+    from holiwidget.explorer import ENVIRONMENT, Explorer, open_explorer
+    from holiwidget.models import model_info
+
+    nb = nbformat.read(Path(cli.__file__).parents[1] / "notebooks" / "explorer.ipynb", 4)
     params = [c for c in nb.cells if "parameters" in c.metadata.get("tags", [])]
-    assert params and 'os.environ.get("HOLIWIDGET_WEIGHTS", "DEFAULT")' in params[0].source
+    assert params and "WEIGHTS = None" in params[0].source
     code = "\n".join(c.source for c in nb.cells if c.cell_type == "code")
-    assert "%matplotlib widget" in code and "hw.Explorer(" in code
+    assert "%matplotlib widget" in code and "hw.open_explorer(MODEL, WEIGHTS, IMAGE" in code
+    assert ENVIRONMENT["HOLIWIDGET_WEIGHTS"] == "DEFAULT"
+    monkeypatch.setenv("HOLIWIDGET_WEIGHTS", str(mobilenet_weights))
+    monkeypatch.setenv("HOLIWIDGET_DATA", str(tmp_path))
+    explorer = open_explorer()
+    assert isinstance(explorer, Explorer)
+    assert str(mobilenet_weights) in str(model_info(explorer._model)["weights"])
+    monkeypatch.setenv("HOLIWIDGET_WEIGHTS", str(tmp_path / "missing.pth"))
+    message = open_explorer()
+    assert isinstance(message, W.HTML) and "could not be loaded" in message.value
+    assert "HOLIWIDGET_WEIGHTS" in message.value and "Traceback" not in message.value
+
