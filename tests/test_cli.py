@@ -263,5 +263,5 @@ def test_subprocess_bad_image_one_line_no_traceback(tmp_path: Path, mobilenet_we
 def test_lab_with_a_missing_notebook_is_one_line(tmp_path: Path) -> None:
     code, out, err = run_cli(["lab", "--notebook", tmp_path / "nope.ipynb", "--no-browser"])
     assert code == 2 and out == ""
-    assert err.startswith("holiwidget: error: notebook ") and "--notebook PATH" in err
+    assert err.startswith("holiwidget: error: notebook ") and "check the --notebook path" in err
     assert len(err.splitlines()) == 1
