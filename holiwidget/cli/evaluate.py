@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import json
 import logging
 
 from ..dataset import dataset_format
@@ -21,6 +20,7 @@ from .options import (
     add_verbose,
     check_image_set,
     denoising_from,
+    print_run,
 )
 
 __all__ = ["add_command"]
@@ -83,11 +83,4 @@ def _run(args: argparse.Namespace) -> int:
         threads=args.threads,
         progress=not args.no_progress,
     )
-    print(summary_markdown(results))
-    skipped = json.loads(results.attrs["skipped"])
-    if skipped:
-        print(f"left out: {len(skipped)} image(s), listed with the reason in attrs['skipped']")
-    print(f"wrote {args.output}")
-    for path in summary_paths(args.output):
-        print(f"wrote {path}")
-    return 0
+    return print_run(summary_markdown(results), results, args.output, summary_paths(args.output))

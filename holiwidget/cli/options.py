@@ -3,7 +3,11 @@
 from __future__ import annotations
 
 import argparse
+import json
+from collections.abc import Sequence
 from pathlib import Path
+
+import xarray as xr
 
 from ..errors import HoliwidgetError
 from ..methods import METHODS
@@ -19,6 +23,7 @@ __all__ = [
     "check_image_set",
     "denoising_from",
     "positive_int",
+    "print_run",
     "target_type",
     "weights_type",
 ]
@@ -166,3 +171,15 @@ def add_denoising_options(parser: argparse.ArgumentParser) -> None:
 def denoising_from(args: argparse.Namespace) -> Denoising:
     """The denoising options, validated (before the network is loaded)."""
     return Denoising(args.threshold, args.median, args.box)
+
+
+def print_run(summary: str, results: xr.Dataset, output: Path, written: Sequence[Path]) -> int:
+    """What evaluate and sweep print at the end: the summary, the images left out, the files."""
+    print(summary)
+    skipped = json.loads(results.attrs["skipped"])
+    if skipped:
+        print(f"left out: {len(skipped)} image(s), listed with the reason in attrs['skipped']")
+    print(f"wrote {output}")
+    for path in written:
+        print(f"wrote {path}")
+    return 0

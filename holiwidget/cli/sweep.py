@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import json
 import logging
 
 from ..dataset import dataset_format
@@ -30,6 +29,7 @@ from .options import (
     add_run_options,
     add_verbose,
     check_image_set,
+    print_run,
 )
 
 __all__ = ["add_command"]
@@ -135,11 +135,6 @@ def _run(args: argparse.Namespace) -> int:
         )
     finally:
         planner.setLevel(level)
-    print(sweep_summary_markdown(results))
-    skipped = json.loads(results.attrs["skipped"])
-    if skipped:
-        print(f"left out: {len(skipped)} image(s), listed with the reason in attrs['skipped']")
-    print(f"wrote {args.output}")
-    for path in sweep_summary_paths(args.output):
-        print(f"wrote {path}")
-    return 0
+    return print_run(
+        sweep_summary_markdown(results), results, args.output, sweep_summary_paths(args.output)
+    )

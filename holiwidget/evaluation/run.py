@@ -31,12 +31,21 @@ from ..methods import parse_methods
 from ..methods.holistic import Denoising
 from ..models import model_info
 from ..outputs import check_output, output_lock
-from .inputs import AnnotationsLike, EvaluationItem, collect_inputs
+from .inputs import AnnotationsLike, EvaluationInputs, EvaluationItem, collect_inputs
 from .scoring import METRICS, TARGETS, ImageRecord, Protocol, model_fingerprint, score_image
 from .store import ResultStore, build_results, result_shapes
 from .summary import write_summary
 
-__all__ = ["Scorer", "check_run_options", "evaluate", "parse_metrics", "run_images"]
+__all__ = [
+    "Scorer",
+    "check_run_options",
+    "check_target",
+    "evaluate",
+    "model_identity",
+    "parse_metrics",
+    "run_images",
+    "run_inputs",
+]
 
 log = logging.getLogger(__name__)
 
@@ -130,14 +139,7 @@ def evaluate(
     """
     chosen_metrics = parse_metrics(metrics)
     chosen_methods = parse_methods(methods, model)
-    target = target or ("label" if annotations is not None else "predicted")
-    if target not in TARGETS:
-        raise HoliwidgetError(f"target must be one of {', '.join(TARGETS)}, got {target!r}")
-    if annotations is None and (target == "label" or "epg" in chosen_metrics):
-        raise HoliwidgetError(
-            "labels and boxes come from annotations; pass annotations=CSV, or use "
-            "target='predicted' and leave out the epg metric"
-        )
+    target = check_target(target, annotations, "epg" in chosen_metrics)
     step = positive_int(step, "step")
     if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
         raise HoliwidgetError(f"seed must be a non-negative integer, got {seed!r}")
@@ -147,15 +149,10 @@ def evaluate(
     if output is not None:
         check_output(output, "results", folder=dataset_format(output) == "zarr")
 
-    inputs = collect_inputs(images, annotations, limit)
-    for problem in inputs.problems:
-        log.warning("%s", problem)
+    inputs = run_inputs(images, annotations, limit)
     layer_names = list(resolve_layers(model, layers))
-    info = model_info(model)
     protocol = Protocol(
-        model=str(info["model"]),
-        weights=str(info["weights"]),
-        fingerprint=model_fingerprint(model),
+        **model_identity(model),
         layers=tuple(layer_names),
         methods=tuple(chosen_methods),
         metrics=tuple(chosen_metrics),
@@ -184,6 +181,42 @@ def evaluate(
         progress=progress,
         desc="evaluate",
     )
+
+
+def check_target(target: str | None, annotations: AnnotationsLike, boxes: bool) -> str:
+    """The target of a run (``"label"`` with annotations, else ``"predicted"``), checked
+    against what the annotations give; ``boxes``: whether a metric needs them (EPG)."""
+    target = target or ("label" if annotations is not None else "predicted")
+    if target not in TARGETS:
+        raise HoliwidgetError(f"target must be one of {', '.join(TARGETS)}, got {target!r}")
+    if annotations is None and (target == "label" or boxes):
+        raise HoliwidgetError(
+            "labels and boxes come from annotations; pass annotations=CSV, or use "
+            "target='predicted' and leave out the epg metric"
+        )
+    return target
+
+
+def run_inputs(
+    images: str | os.PathLike | Sequence[str | os.PathLike],
+    annotations: AnnotationsLike,
+    limit: int | None,
+) -> EvaluationInputs:
+    """The images of a run matched to their annotations; each mismatch logged once."""
+    inputs = collect_inputs(images, annotations, limit)
+    for problem in inputs.problems:
+        log.warning("%s", problem)
+    return inputs
+
+
+def model_identity(model: nn.Module) -> dict[str, str]:
+    """The model's name, weights and fingerprint, as every protocol records them."""
+    info = model_info(model)
+    return {
+        "model": str(info["model"]),
+        "weights": str(info["weights"]),
+        "fingerprint": model_fingerprint(model),
+    }
 
 
 def check_run_options(

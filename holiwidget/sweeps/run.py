@@ -17,12 +17,16 @@ from ..checks import positive_int
 from ..dataset import dataset_format
 from ..devices import resolve_device
 from ..errors import HoliwidgetError
-from ..evaluation.inputs import AnnotationsLike, collect_inputs
-from ..evaluation.run import check_run_options, run_images
-from ..evaluation.scoring import TARGETS, model_fingerprint
+from ..evaluation.inputs import AnnotationsLike
+from ..evaluation.run import (
+    check_run_options,
+    check_target,
+    model_identity,
+    run_images,
+    run_inputs,
+)
 from ..layers import resolve_layers
 from ..methods.holistic import Denoising
-from ..models import model_info
 from ..outputs import check_output
 from .grid import KERNELS, Grid, as_sequence
 from .report import write_sweep_summary
@@ -192,29 +196,17 @@ def sweep(
         tuple(extras),
     )
     chosen_metrics = check_metrics(metrics)
-    target = target or ("label" if annotations is not None else "predicted")
-    if target not in TARGETS:
-        raise HoliwidgetError(f"target must be one of {', '.join(TARGETS)}, got {target!r}")
-    if annotations is None and (target == "label" or "epg" in chosen_metrics):
-        raise HoliwidgetError(
-            "labels and boxes come from annotations; pass annotations=CSV, or use "
-            "target='predicted' and leave out the epg metric"
-        )
+    target = check_target(target, annotations, "epg" in chosen_metrics)
     step = positive_int(step, "step")
     workers, threads = check_run_options(workers, scheduler, threads)
     resolve_device(device)
     if output is not None:
         check_output(output, "results", folder=dataset_format(output) == "zarr")
 
-    inputs = collect_inputs(images, annotations, limit)
-    for problem in inputs.problems:
-        log.warning("%s", problem)
+    inputs = run_inputs(images, annotations, limit)
     layer_names = list(resolve_layers(model, layers))
-    info = model_info(model)
     protocol = SweepProtocol(
-        model=str(info["model"]),
-        weights=str(info["weights"]),
-        fingerprint=model_fingerprint(model),
+        **model_identity(model),
         layers=tuple(layer_names),
         metrics=chosen_metrics,
         target=target,
