@@ -18,10 +18,9 @@ import argparse
 import json
 import time
 from collections.abc import Callable
-from pathlib import Path
 
 import torch
-from _shared import add_shared_argument
+from _shared import add_shared_argument, benchmark_model
 
 import holiwidget as hw
 from holiwidget.capture import prepared
@@ -29,14 +28,7 @@ from holiwidget.layers import resolve_layers
 from holiwidget.methods.iia import IIA_STEPS, iia
 from holiwidget.methods.relevance import relevancecam
 
-MODELS = ("mobilenet_v2", "resnet50")
-
-
-def _model(name: str, shared: Path) -> torch.nn.Module:
-    if name == "mobilenet_v2":
-        return hw.load_model(name, weights=shared / "weights" / "mobilenet_v2-imagenet.pth")
-    torch.manual_seed(0)
-    return hw.load_model(name, weights=None)
+BASELINE_MODELS = ("mobilenet_v2", "resnet50")
 
 
 def _seconds(fn: Callable[[], object]) -> float:
@@ -90,7 +82,7 @@ def _best(contenders: dict[str, Callable[[], object]], repeats: int) -> dict[str
     return {name: min(t) for name, t in times.items()}
 
 
-def _cases(model: torch.nn.Module, x: torch.Tensor, repeats: int) -> tuple[dict, dict]:
+def baseline_cases(model: torch.nn.Module, x: torch.Tensor, repeats: int) -> tuple[dict, dict]:
     """Relevance-CAM and IIA of one model's holistic stages, each against its baselines."""
     layers = resolve_layers(model, "auto")
     with torch.no_grad():
@@ -148,8 +140,8 @@ def main() -> None:
         "relevancecam": {},
         "iia": {},
     }
-    for name in MODELS:
-        rcam, integrated = _cases(_model(name, args.shared), x, repeats)
+    for name in BASELINE_MODELS:
+        rcam, integrated = baseline_cases(benchmark_model(name, args.shared), x, repeats)
         result["relevancecam"][f"{name}/stages"] = rcam
         result["iia"][f"{name}/stages"] = integrated
     print(json.dumps(result, indent=2))

@@ -3,7 +3,11 @@
 The floor is what no implementation can avoid: the eight forward passes of the input pyramid
 plus the backward pass from the class logit down to the shallowest explained layer, with
 frozen parameters and one hook that cuts the graph there (no recording, no fusion). Peak
-memory is measured in a fresh process per case. Prints one JSON object.
+memory is measured in a fresh process per case. The two baselines with passes of their own
+are measured the same way (``relevancecam``: the four stages of MobileNetV2 and ResNet-50
+against one forward + input-gradient pass, target <= 3x; ``iia``: against its 11 bare
+forward + backward passes, target <= 1.2x; see benchmarks/baselines.py). Prints one JSON
+object.
 
     python benchmarks/engine.py [--quick] [--shared ../shared]
 """
@@ -21,18 +25,10 @@ from pathlib import Path
 
 import torch
 import torch.nn.functional as F
-from _shared import add_shared_argument
+from _shared import add_shared_argument, benchmark_model
 
 import holiwidget as hw
 from holiwidget.pyramid import pyramid_sizes
-
-
-def _model(name: str, shared: Path) -> torch.nn.Module:
-    if name == "mobilenet_v2":
-        return hw.load_model(name, weights=shared / "weights" / "mobilenet_v2-imagenet.pth")
-    torch.manual_seed(0)
-    return hw.load_model(name, weights=None)
-
 
 CASES = {
     "resnet50/layer4": ("resnet50", ["layer4"]),
@@ -95,7 +91,7 @@ def holistic(model: torch.nn.Module, x: torch.Tensor, layers: list[str], **kw) -
 def _child(kind: str, case: str, shared: Path) -> None:
     torch.set_num_threads(2)
     name, layers = CASES[case]
-    model = _model(name, shared)
+    model = benchmark_model(name, shared)
     x = _input(1)
     if kind == "floor":
         floor(model, x, layers[0])
@@ -161,7 +157,7 @@ def main() -> None:
     result: dict = {"torch_threads": torch.get_num_threads(), "device": "cpu", "cases": {}}
     x1 = _input(1)
     for case, (name, layers) in CASES.items():
-        model = _model(name, args.shared)
+        model = benchmark_model(name, args.shared)
         entry = _timings(model, x1, layers, repeats)
         entry["time_target_ratio"] = 1.25
         if not args.quick:
@@ -175,7 +171,7 @@ def main() -> None:
         result["cases"][case] = entry
 
     # Re-denoising from the kept PHA, no network pass.
-    model = _model("mobilenet_v2", args.shared)
+    model = benchmark_model("mobilenet_v2", args.shared)
     ds = hw.explain(model, x1, layers=CASES["mobilenet_v2/stages"][1], device="cpu")
     pha, mf = ds.primary[0, -1].values, ds.fundamental[0, -1].values
     times = []
@@ -231,6 +227,18 @@ def main() -> None:
                 statistics.median(b / s for b, s in zip(batch, single, strict=True)), 3
             ),
         }
+    # The two baselines with passes of their own, against the bare passes they need
+    # (benchmarks/baselines.py runs these alone): Relevance-CAM <= 3 x one forward +
+    # input-gradient pass, IIA <= 1.2 x its 11 bare forward + backward passes.
+    # Imported here, not at the top: the peak-memory children import this file too, and
+    # their floor should not carry zennit.
+    from baselines import BASELINE_MODELS, baseline_cases
+
+    result["relevancecam"], result["iia"] = {}, {}
+    for name in BASELINE_MODELS:
+        rcam, integrated = baseline_cases(benchmark_model(name, args.shared), x1, max(2, repeats))
+        result["relevancecam"][f"{name}/stages"] = rcam
+        result["iia"][f"{name}/stages"] = integrated
     print(json.dumps(result, indent=2))
 
 

@@ -8,7 +8,6 @@ denoised (Holistic-CAM) or finished (CAMERAS), and everything becomes one datase
 
 from __future__ import annotations
 
-import numbers
 from collections.abc import Callable, Sequence
 
 import numpy as np
@@ -292,15 +291,7 @@ def explain(
         raise HoliwidgetError("scale_targets='own' explains each scale's top-1 class; drop target=")
     denoising = Denoising(threshold, median, box)
     sides = check_scales(scales)
-    if pass_memory is not None and (
-        isinstance(pass_memory, bool)
-        or not isinstance(pass_memory, numbers.Real)
-        or not pass_memory > 0
-    ):
-        raise HoliwidgetError(
-            f"pass_memory must be a positive number of megabytes (or None), got {pass_memory!r}"
-        )
-    memory = PassMemory(None if pass_memory is None else int(pass_memory * 2**20))
+    memory = PassMemory.from_megabytes(pass_memory)
     dev = resolve_device(device)
     backend = resolve_backend(fusion, dev)
     prep = prepare_images(images)

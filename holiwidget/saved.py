@@ -12,10 +12,13 @@ every map stay exactly the same, at the cost of the file's writes and reads.
 from __future__ import annotations
 
 import contextlib
+import numbers
 import tempfile
 from typing import Any
 
 import torch
+
+from .errors import HoliwidgetError
 
 __all__ = ["MIN_BYTES", "Counted", "OnDisk", "PassMemory"]
 
@@ -112,6 +115,19 @@ class PassMemory:
         self.budget = budget
         self.on_disk = 0  #: passes that kept their saved tensors on disk
         self._first: tuple[Counted, int] | None = None
+
+    @classmethod
+    def from_megabytes(cls, megabytes: float | None) -> PassMemory:
+        """A budget of ``megabytes`` per pass (None: no budget), checked for the user."""
+        if megabytes is not None and (
+            isinstance(megabytes, bool)
+            or not isinstance(megabytes, numbers.Real)
+            or not megabytes > 0
+        ):
+            raise HoliwidgetError(
+                f"pass_memory must be a positive number of megabytes (or None), got {megabytes!r}"
+            )
+        return cls(None if megabytes is None else int(megabytes * 2**20))
 
     def saving(self, pixels: int) -> contextlib.AbstractContextManager | None:
         """The ``saving`` context of :func:`holiwidget.capture.record_pass` for a pass over

@@ -190,6 +190,30 @@ BAD = {
 }
 
 
+def test_methods_all_leaves_out_what_cannot_explain_the_model(tmp_path: Path) -> None:
+    """SqueezeNet has no LRP rules: 'all' explains it with every other method (and says so)."""
+    code, _, err = run_cli(
+        [
+            "explain",
+            "coffee",
+            "--model",
+            "squeezenet1_1",
+            "--weights",
+            "none",
+            "--layers",
+            "features.12",
+            "--methods",
+            "all",
+            "--output",
+            tmp_path / "s.nc",
+        ]
+    )
+    assert code == 0, err
+    cams = [str(c) for c in holiwidget.open_dataset(tmp_path / "s.nc")["cam"].values]
+    assert cams == [m for m in holiwidget.METHODS if m != "relevancecam"]
+    assert "leaving relevancecam out of 'all'" in err
+
+
 @pytest.mark.parametrize("case", list(BAD), ids=list(BAD))
 def test_bad_input_exits_2_with_one_line(case: str, tmp_path: Path, mobilenet_weights) -> None:
     argv, files, expected = BAD[case]

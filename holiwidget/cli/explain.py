@@ -87,16 +87,17 @@ def _run(args: argparse.Namespace) -> int:
     if args.figure is not None:
         figure_format(args.figure)
         check_output(args.figure, "figure")
-    methods = parse_methods(args.methods)
+    parse_methods(args.methods)  # the names; "all" is resolved once the model is known
     denoising = denoising_from(args)
     resolve_device(args.device)
     with output_lock(args.output, "dataset"):
-        return _explain_and_write(args, methods, denoising)
+        return _explain_and_write(args, denoising)
 
 
-def _explain_and_write(args: argparse.Namespace, methods: list[str], denoising: Denoising) -> int:
+def _explain_and_write(args: argparse.Namespace, denoising: Denoising) -> int:
     log.info("loading %s (weights: %s)", args.model, args.weights)
     model = load_model(args.model, args.weights)
+    methods = parse_methods(args.methods, model)
     log.info("explaining %d image(s) with %s", len(args.images), ", ".join(methods))
     ds = explain(
         model,

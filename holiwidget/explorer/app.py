@@ -37,14 +37,15 @@ from ..devices import resolve_device
 from ..engine import explain
 from ..errors import HoliwidgetError
 from ..figure import ALPHA, figure_format
+from ..heap import release_memory
 from ..images import ImageInput
 from ..layers import resolve_layers
-from ..methods import LABELS, METHODS, PYRAMID_METHODS, parse_methods
+from ..methods import LABELS, PYRAMID_METHODS, parse_methods
 from ..methods.holistic import Denoising
 from ..models import class_names
 from ..outputs import atomic_output, check_output
 from . import curves as _curves
-from .downloads import confined_path, download_link, release_memory
+from .downloads import confined_path, download_link
 from .state import (
     ImageSource,
     PassCache,
@@ -180,12 +181,13 @@ class Explorer:
         self.last_update_ms: float | None = None
 
         if model is not None:
-            self._methods_default = parse_methods(methods)
+            self._methods_default = parse_methods(methods, model)
             first_layers = list(resolve_layers(model, layers))
             layer_options = candidate_layers(model, first_layers)
             for src in [*given_sources(images), *sample_sources()]:
                 self._sources.setdefault(src.key, src)
-            method_options = list(METHODS)
+            # Those that can explain the model, and any named (refused when computed).
+            method_options = order_methods({*parse_methods("all", model), *self._methods_default})
         else:
             self._browse = self._open(dataset)
             first_layers = [str(v) for v in self._browse["layer"].values]

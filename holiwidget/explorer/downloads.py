@@ -1,18 +1,16 @@
 """A shared deployment's needs: paths confined to a data folder, exports handed to the
-browser, and memory handed back to the system after network passes."""
+browser."""
 
 from __future__ import annotations
 
 import base64
-import ctypes
-import ctypes.util
 import html
 import mimetypes
 from pathlib import Path
 
 from ..errors import HoliwidgetError
 
-__all__ = ["MAX_DOWNLOAD_BYTES", "confined_path", "download_link", "release_memory"]
+__all__ = ["MAX_DOWNLOAD_BYTES", "confined_path", "download_link"]
 
 #: The largest export handed to the browser as a download (it travels base64-encoded).
 MAX_DOWNLOAD_BYTES = 64 * 2**20
@@ -51,16 +49,3 @@ def download_link(path: Path) -> str:
         f'<a class="holiwidget-download" download="{name}" href="data:{kind};base64,{data}">'
         f"⬇ download {name}</a>"
     )
-
-
-def release_memory() -> None:
-    """Hand the heap that network passes freed back to the system (glibc's malloc_trim), so
-    that a long session's footprint does not grow by fragmentation; elsewhere a no-op."""
-    name = ctypes.util.find_library("c")
-    if name is None:
-        return
-    try:
-        trim = ctypes.CDLL(name).malloc_trim
-    except (OSError, AttributeError):  # not glibc
-        return
-    trim(0)

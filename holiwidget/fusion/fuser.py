@@ -15,8 +15,6 @@ passes end (:mod:`holiwidget.fusion.summed`); :mod:`holiwidget.fusion.policy` sa
 
 from __future__ import annotations
 
-import contextlib
-import ctypes
 import sys
 import types
 from dataclasses import dataclass
@@ -25,6 +23,7 @@ import numpy as np
 import torch
 
 from ..errors import HoliwidgetError, warn
+from ..heap import release_memory
 from .policy import HELD_NATIVE_BYTES
 from .products import torch_products
 from .summed import ScaleSums
@@ -66,9 +65,7 @@ def _compiled() -> types.ModuleType:
     memory takes the place of the passes' instead of adding to it.
     """
     if "holiwidget.fusion.compiled" not in sys.modules:
-        # not glibc (macOS, Windows, musl): nothing to hand back this way
-        with contextlib.suppress(AttributeError, OSError, TypeError):
-            ctypes.CDLL(None).malloc_trim(0)
+        release_memory()
     from . import compiled
 
     return compiled

@@ -19,6 +19,7 @@ from collections.abc import Sequence
 from torch import nn
 
 from ..errors import HoliwidgetError
+from .relevance import relevancecam_unsupported
 
 #: Every method the engine computes, in the order of the dataset's ``cam`` dimension.
 METHODS = (
@@ -82,9 +83,6 @@ def parse_methods(methods: str | Sequence[str], model: nn.Module | None = None) 
             f"unknown method {', '.join(unknown) or '(none)'}; choose from {', '.join(METHODS)} or all"
         )
     if every and model is not None:
-        # imported here: the LRP rules import zennit, which the method names need not
-        from .relevance import relevancecam_unsupported
-
         why = relevancecam_unsupported(model)
         if why is not None:
             log.warning("leaving relevancecam out of 'all': %s", why)
