@@ -23,6 +23,7 @@ from .dataset import build_dataset
 from .devices import resolve_device
 from .errors import HoliwidgetError, warn
 from .fusion import LayerFuser, resolve_backend
+from .heap import bound_heap
 from .images import ImageInput, prepare_images
 from .layers import check_layer_sizes, resolve_layers
 from .methods import GRADIENT_METHODS, PYRAMID_METHODS, gradient, parse_methods
@@ -268,15 +269,17 @@ def explain(
             Recorded in ``attrs["scales"]``.
         pass_memory: the most megabytes a network pass may keep for its backward pass;
             the pyramid's passes predicted to need more keep what autograd saves in a
-            temporary file (:mod:`holiwidget.saved`): lower peak memory, identical maps,
+            temporary file (:mod:`holiwidget.saved`), ``fusion="auto"`` takes the torch
+            way, and the process's heap is kept from growing by fragmentation from then on
+            (:func:`holiwidget.heap.bound_heap`): lower peak memory, identical maps,
             slower. None (default) keeps everything in memory.
         batch_size: images whose captures are held at once (default: 1 on the CPU, where
             each image has passes of its own anyway, 32 on an accelerator); memory is bounded
             by this, not by the number of images.
         progress: show a progress bar.
-        fusion: how the pyramid is fused: ``"auto"`` (compiled loops on the CPU, torch
-            operations elsewhere), ``"torch"`` or ``"compiled"`` (CPU only); the two agree to
-            float rounding.
+        fusion: how the pyramid is fused: ``"auto"`` (compiled loops on the CPU without a
+            ``pass_memory`` budget, torch operations elsewhere), ``"torch"`` or
+            ``"compiled"`` (CPU only); the two agree to float rounding.
 
     Returns:
         A dataset with ``attribution`` (image, cam, layer, y, x) in [0, 1]; for
@@ -293,7 +296,9 @@ def explain(
     sides = check_scales(scales)
     memory = PassMemory.from_megabytes(pass_memory)
     dev = resolve_device(device)
-    backend = resolve_backend(fusion, dev)
+    backend = resolve_backend(fusion, dev, budget=pass_memory is not None)
+    if pass_memory is not None:
+        bound_heap()
     prep = prepare_images(images)
     n = prep.tensor.shape[0]
     given = targets_from(target, n)

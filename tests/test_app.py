@@ -137,6 +137,7 @@ def test_app_shows_the_explorer_and_stops_cleanly(tmp_path, mobilenet_weights, b
         shown_s = time.monotonic() - started
         page.screenshot(path=str(ARTIFACTS / "1-shown.png"))
         assert "hw.open_explorer" not in page.content()  # code cells are not shown
+        assert "explorer.threshold.value" not in page.content()  # nor the scripting notes
         page.wait_for_function(
             "() => { const s = document.querySelector('.holiwidget-status');"
             " return s && /computed|error/.test(s.textContent); }",

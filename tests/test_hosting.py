@@ -15,6 +15,8 @@ import pytest
 from test_app import App
 from test_lab import jupyter_env
 
+from holiwidget.cli.app import APP_PASS_MEMORY
+
 REPO = Path(__file__).resolve().parents[1]
 BINDER = REPO / "binder"
 
@@ -114,6 +116,16 @@ def test_binder_start_sets_the_apps_data_folder(tmp_path) -> None:
     assert done.returncode == 0, done.stderr
     assert "the explorer as a standalone web app" in done.stdout.lower() or "Voila" in done.stdout
     assert (tmp_path / "holiwidget-app").is_dir()
+    # The kernel's memory budget on Binder is the app's default (the 2 GB that it gives).
+    env.pop("HOLIWIDGET_PASS_MEMORY", None)
+    shown = subprocess.run(
+        ["bash", str(BINDER / "start"), "printenv", "HOLIWIDGET_PASS_MEMORY"],
+        env=env,
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    assert shown.stdout.strip() == str(APP_PASS_MEMORY)
 
 
 def test_readme_binder_badge_opens_the_app() -> None:

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -57,13 +59,47 @@ def test_pass_memory_moves_only_the_passes_over_budget() -> None:
 
 
 def test_explain_with_a_pass_budget_gives_identical_maps(tiny) -> None:
+    # A budget makes "auto" take the torch fusion (it holds no natives): the same way here.
     kwargs = dict(layers="stage1,stage3", methods=("holistic", "gradcam", "cameras"))
-    plain = holiwidget.explain(tiny, "astronaut", **kwargs)
+    plain = holiwidget.explain(tiny, "astronaut", fusion="torch", **kwargs)
     low = holiwidget.explain(tiny, "astronaut", pass_memory=0.5, **kwargs)
     assert json.loads(low.attrs["parameters"])["passes_on_disk"] >= 1
     assert json.loads(plain.attrs["parameters"])["passes_on_disk"] == 0
     for name in ("attribution", "primary", "fundamental"):
         np.testing.assert_array_equal(low[name].values, plain[name].values)
+    compiled = holiwidget.explain(tiny, "astronaut", fusion="compiled", **kwargs)
+    np.testing.assert_allclose(low["primary"].values, compiled["primary"].values, atol=1e-5)
+
+
+def test_a_bounded_heap_hands_freed_tensors_back() -> None:
+    """bound_heap (what a pass budget turns on): freed large tensors leave the process.
+
+    By default glibc raises its mmap threshold once a large block is freed, and later blocks
+    of that size come from the heap, which keeps them after they are freed while anything
+    above them lives (each in a fresh process: the setting is process-wide)."""
+    code = (
+        "import sys, torch\n"
+        "from holiwidget.heap import bound_heap\n"
+        "def rss(): return int(open('/proc/self/statm').read().split()[1]) * 4096\n"
+        "if sys.argv[1] == 'bounded': bound_heap()\n"
+        "first = torch.ones(6 * 2**20)\n"  # 24 MB, freed: raises glibc's threshold
+        "del first\n"
+        "before = rss()\n"
+        "blocks, pins = [], []\n"
+        "for _ in range(10):\n"  # 20 MB each, a live 200 kB tensor after each
+        "    blocks.append(torch.ones(5 * 2**20)); pins.append(torch.ones(50_000))\n"
+        "del blocks\n"
+        "print(rss() - before)\n"
+    )
+    kept = {
+        mode: int(
+            subprocess.run(
+                [sys.executable, "-c", code, mode], capture_output=True, text=True, check=True
+            ).stdout.split()[-1]
+        )
+        for mode in ("bounded", "default")
+    }
+    assert kept["bounded"] < 20 * 2**20 < 100 * 2**20 < kept["default"], kept
 
 
 @pytest.mark.parametrize("bad", [0, -5, "64", True, float("nan")])

@@ -58,7 +58,8 @@ def add_command(commands: argparse._SubParsersAction) -> None:
         type=positive_int,
         default=APP_PASS_MEMORY,
         help="megabytes a network pass may keep for its backward; larger passes keep it on "
-        f"disk (identical maps, less memory, slower); default {APP_PASS_MEMORY}",
+        "disk, and the heap is kept from growing by fragmentation (same maps to float "
+        f"rounding, less memory, slower); default {APP_PASS_MEMORY}",
     )
     p.add_argument(
         "--port", type=positive_int, default=None, help="server port (default: a free one)"
@@ -113,6 +114,7 @@ def _run(args: argparse.Namespace) -> int:
         f"--Voila.ip={args.ip}",
         "--strip_sources=True",
         "--show_tracebacks=False",
+        "--Voila.port_retries=0",  # the port printed below, or a clear failure: never another
     ]
     if args.no_browser:
         cmd.append("--no-browser")

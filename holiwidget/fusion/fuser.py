@@ -34,12 +34,16 @@ __all__ = ["BACKENDS", "FusedLayer", "LayerFuser", "resolve_backend"]
 BACKENDS = ("auto", "torch", "compiled")
 
 
-def resolve_backend(backend: str, device: torch.device) -> str:
-    """``"torch"`` or ``"compiled"`` for a backend name on a device (one-line errors)."""
+def resolve_backend(backend: str, device: torch.device, *, budget: bool = False) -> str:
+    """``"torch"`` or ``"compiled"`` for a backend name on a device (one-line errors).
+
+    ``"auto"`` is the compiled loops on the CPU, unless a memory budget is set (``budget``):
+    they hold a layer's natives of every scale and load numba's LLVM (about 100 MB), where
+    the torch way sums a shallow layer as its passes end."""
     if backend not in BACKENDS:
         raise HoliwidgetError(f"unknown fusion backend {backend!r}; choose {', '.join(BACKENDS)}")
     if backend == "auto":
-        return "compiled" if device.type == "cpu" else "torch"
+        return "compiled" if device.type == "cpu" and not budget else "torch"
     if backend == "compiled" and device.type != "cpu":
         raise HoliwidgetError(
             f"the compiled fusion runs on the CPU only, not on {device.type}; use fusion='auto'"
