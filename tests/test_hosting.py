@@ -144,3 +144,22 @@ def test_readme_binder_badge_opens_the_app() -> None:
     )
     listing = re.sub(r"\x1b\[[0-9;]*m", "", done.stdout + done.stderr)  # no colours
     assert re.search(r"voila\S*\s+enabled", listing), listing
+
+
+def test_open_explorer_says_what_to_change_instead_of_a_cell_error(
+    tmp_path, mobilenet_weights
+) -> None:
+    """What the app shows when it cannot start: one message naming the setting, no raise."""
+    import ipywidgets
+
+    import holiwidget as hw
+
+    unknown = hw.open_explorer("nosuchnet", str(mobilenet_weights), "chelsea")
+    assert isinstance(unknown, ipywidgets.HTML)
+    assert "there is no model &#x27;nosuchnet&#x27;" in unknown.value
+    no_folder = hw.open_explorer(
+        "mobilenet_v2", str(mobilenet_weights), "chelsea", data=tmp_path / "missing"
+    )
+    assert isinstance(no_folder, ipywidgets.HTML)
+    assert "does not exist; create it first" in no_folder.value
+    assert "--data" in no_folder.value

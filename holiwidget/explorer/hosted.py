@@ -98,13 +98,29 @@ def open_explorer(
             net = load_model(model, weights=weights)
     except HoliwidgetError as exc:
         log.warning("explorer not started: %s", exc)
+        if str(exc).startswith("unknown model"):
+            return _message(
+                f"The explorer cannot start: there is no model {model!r}.",
+                str(exc),
+                "Pass a torchvision classifier's name: <code>holiwidget app --model NAME</code>"
+                " or <code>HOLIWIDGET_MODEL=NAME</code>.",
+            )
         return _weights_message(model, weights, str(exc))
-    return Explorer(
-        net,
-        images=[image],
-        layers=layers,
-        methods=methods,
-        data=folder,
-        defer=True,
-        pass_memory=budget,
-    )
+    try:
+        return Explorer(
+            net,
+            images=[image],
+            layers=layers,
+            methods=methods,
+            data=folder,
+            defer=True,
+            pass_memory=budget,
+        )
+    except HoliwidgetError as exc:  # an image, layer or data folder it cannot use
+        log.warning("explorer not started: %s", exc)
+        return _message(
+            "The explorer cannot start.",
+            str(exc),
+            "Change the setting it names (<code>holiwidget app --image</code>, "
+            "<code>--data</code>, or the notebook's parameter cell) and start it again.",
+        )
