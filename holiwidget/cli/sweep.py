@@ -7,6 +7,7 @@ import logging
 
 from ..dataset import dataset_format
 from ..devices import resolve_device
+from ..methods.holistic import Denoising
 from ..models import load_model
 from ..outputs import check_output
 from ..sweeps import (
@@ -56,7 +57,11 @@ def add_command(commands: argparse._SubParsersAction) -> None:
     add_model_options(p, "mobilenet_v2")
     add_explained_options(p, None)
     grid = p.add_argument_group("the grid")
-    grid.add_argument("--threshold", default="0.5", help="LIST of tau in (0, 1]; default 0.5")
+    grid.add_argument(
+        "--threshold",
+        default=str(Denoising.threshold),
+        help=f"LIST of tau in (0, 1]; default {Denoising.threshold}",
+    )
     grid.add_argument(
         "--median", default=_KERNELS, help=f"LIST of median kernels; default {_KERNELS}"
     )

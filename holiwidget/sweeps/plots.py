@@ -125,7 +125,8 @@ def plot_sensitivity(
     n = results.sizes["image"]
     fig.suptitle(
         f"Holistic-CAM sensitivity, {n} images, tau {threshold:g}, scales {scales}: "
-        "red = default (51, 91), ★ = best, • = paired difference from default significant (95 %)",
+        f"red = default ({Denoising.median}, {Denoising.box}), ★ = best, "
+        "• = paired difference from default significant (95 %)",
         fontsize=9,
     )
     return fig

@@ -20,6 +20,7 @@ import xarray as xr
 
 from ..errors import HoliwidgetError
 from ..evaluation.summary import HEADERS, mean_interval
+from ..methods.holistic import Denoising
 
 __all__ = ["paired_differences", "sensitivity_table", "sweep_summary_markdown"]
 
@@ -89,7 +90,7 @@ def paired_differences(results: xr.Dataset, confidence: float = 0.95) -> pd.Data
                             "layer": layer,
                             "metric": metric,
                             "scales": sc,
-                            "threshold": np.nan if name == "off" else 0.5,
+                            "threshold": np.nan if name == "off" else Denoising.threshold,
                             "median": int(kernels[0]),
                             "box": int(kernels[1]),
                             "setting": name,
@@ -177,7 +178,8 @@ def sweep_summary_markdown(results: xr.Dataset, confidence: float = 0.95) -> str
     lines = [
         f"{n} images; {protocol['model']}; target: {protocol['target']}; step "
         f"{protocol['step']} px; design: {protocol['design']}. Scores x100 (mean over "
-        f"images). Paired differences from the default (0.5 / 51 / 91, scales "
+        f"images). Paired differences from the default ({Denoising.threshold} / "
+        f"{Denoising.median} / {Denoising.box}, scales "
         f"{base['scales']}): mean ± half-width of the {confidence:.0%} interval, in bold "
         "where the interval excludes 0. In the m x b tables: bold = best cell, * = differs "
         "significantly from the default, (d) = the default.",
@@ -212,7 +214,11 @@ def sweep_summary_markdown(results: xr.Dataset, confidence: float = 0.95) -> str
                         text = f"**{text}**"
                     if (m, b) in block.index and block.loc[(m, b), "significant"]:
                         text += " *"
-                    if m == 51 and b == 91 and ref["threshold"] == 0.5:
+                    if (m, b, ref["threshold"]) == (
+                        Denoising.median,
+                        Denoising.box,
+                        Denoising.threshold,
+                    ):
                         text += " (d)"
                     cells.append(text)
                 lines.append(f"| {b} | " + " | ".join(cells) + " |")
