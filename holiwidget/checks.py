@@ -11,7 +11,7 @@ import torch
 
 from .errors import HoliwidgetError
 
-__all__ = ["class_index", "class_indices", "finite_logits", "positive_int"]
+__all__ = ["class_index", "class_indices", "finite_logits", "positive_int", "seed_value"]
 
 
 def positive_int(value: object, name: str) -> int:
@@ -29,6 +29,17 @@ def positive_int(value: object, name: str) -> int:
     """
     if isinstance(value, bool) or not isinstance(value, numbers.Integral) or int(value) < 1:
         raise HoliwidgetError(f"{name} must be a positive integer, got {value!r}")
+    return int(value)
+
+
+def seed_value(value: object) -> int:
+    """``value`` as an ``int`` if it is a whole number >= 0 (a random seed).
+
+    Raises:
+        HoliwidgetError: for booleans, floats, strings and negative numbers.
+    """
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or int(value) < 0:
+        raise HoliwidgetError(f"seed must be a non-negative integer, got {value!r}")
     return int(value)
 
 

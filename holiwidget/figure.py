@@ -15,9 +15,9 @@ from matplotlib.figure import Figure
 
 from .errors import HoliwidgetError
 from .methods import LABELS
-from .outputs import atomic_output, check_output
+from .outputs import atomic_output, check_output, figure_mark, is_marked_figure
 
-__all__ = ["explain_figure", "figure_format", "save_figure"]
+__all__ = ["FIGURE_FORMATS", "explain_figure", "figure_format", "save_figure"]
 
 #: Colormap of the attribution overlays.
 CMAP = "jet"
@@ -25,8 +25,8 @@ CMAP = "jet"
 ALPHA = 0.5
 # Side of one panel, in inches.
 _PANEL = 2.4
-# File formats save_figure writes (those matplotlib supports without LaTeX or raw buffers).
-_FORMATS = ("png", "pdf", "svg", "svgz", "jpg", "jpeg", "tif", "tiff", "webp", "eps", "ps")
+#: File formats save_figure writes (those matplotlib supports without LaTeX or raw buffers).
+FIGURE_FORMATS = ("png", "pdf", "svg", "svgz", "jpg", "jpeg", "tif", "tiff", "webp", "eps", "ps")
 
 
 def _select_image(ds: xr.Dataset, image: int | str) -> int:
@@ -132,7 +132,7 @@ def figure_format(path: str | os.PathLike) -> str:
         HoliwidgetError: the extension is missing or not a supported image format.
     """
     suffix = Path(path).suffix.lower().lstrip(".")
-    if suffix not in _FORMATS:
+    if suffix not in FIGURE_FORMATS:
         raise HoliwidgetError(
             f"cannot tell the image format of {path}; name the figure *.png, *.pdf, *.svg or *.jpg"
         )
@@ -143,7 +143,9 @@ def save_figure(fig: Figure, path: str | os.PathLike, *, dpi: float | None = Non
     """Write a figure atomically: the output appears whole or not at all.
 
     The figure is drawn into a temporary file in the output's folder, which is renamed into
-    place only when complete.
+    place only when complete. Its metadata carries holiwidget's mark
+    (:func:`holiwidget.outputs.figure_mark`); an existing file is replaced only if it has
+    that mark (a figure written here before), anything else is refused.
 
     Args:
         fig: the figure.
@@ -154,10 +156,12 @@ def save_figure(fig: Figure, path: str | os.PathLike, *, dpi: float | None = Non
         The path written.
 
     Raises:
-        HoliwidgetError: unknown extension, missing folder, or a file that cannot be written.
+        HoliwidgetError: unknown extension, missing folder, a file under the name that
+            holiwidget did not write as a figure, or a file that cannot be written.
     """
     fmt = figure_format(path)
-    out = check_output(path, "figure")
-    with atomic_output(out, "figure") as part:
-        fig.savefig(part, format=fmt, dpi=dpi if dpi is not None else "figure")
+    out = check_output(path, "figure", replaces=is_marked_figure)
+    with atomic_output(out, "figure", replaces=is_marked_figure) as part:
+        dpi_ = dpi if dpi is not None else "figure"
+        fig.savefig(part, format=fmt, dpi=dpi_, **figure_mark(fmt))
     return out

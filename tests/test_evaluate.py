@@ -123,7 +123,8 @@ def test_summary_table_files_and_printout(full_run) -> None:
     assert "| Method | Ins | Del | Over-all | ROAD | EPG |" in text
     assert "| Holistic-CAM |" in text and "| centre prior |" in text
     assert "**features.18**" in text and "3 images" in text
-    assert text.strip() in stdout
+    assert text.startswith("<!-- written by holiwidget")  # its mark: replaced only if ours
+    assert text.split("\n", 1)[1].strip() in stdout
     with table.open() as fh:
         rows = list(csv.DictReader(fh))
     # 2 layers x (2 methods x 5 metrics + the centre prior's EPG)

@@ -118,11 +118,15 @@ def test_sigkill_while_replacing_a_zarr_leaves_old_or_new(tmp_path: Path) -> Non
                 ds = xr.Dataset({{"attribution": (("y", "x"), np.full((256, 256), v, "float32"))}},
                                 attrs={{"title": "holiwidget attributions"}})
                 holiwidget.save_dataset(ds, {str(out)!r})
+                print("saved", flush=True)
             """,
             stdout=subprocess.PIPE,
             text=True,
         )
         assert writer.stdout.readline().strip() == "ready"
+        # After its first replacement (however loaded the machine), so that kills land
+        # inside later ones.
+        assert writer.stdout.readline().strip() == "saved"
         time.sleep(delay)
         writer.send_signal(signal.SIGKILL)
         writer.wait()
@@ -342,7 +346,7 @@ def test_zarr_outputs_open_without_warnings(tmp_path: Path) -> None:
 def test_atomic_output_leaves_nothing_when_the_body_fails(tmp_path: Path) -> None:
     target = tmp_path / "x.bin"
     target.write_bytes(b"old")
-    with pytest.raises(RuntimeError), atomic_output(target) as part:
+    with pytest.raises(RuntimeError), atomic_output(target, replaces=Path.is_file) as part:
         part.write_bytes(b"new, half")
         raise RuntimeError("interrupted")
     assert target.read_bytes() == b"old"

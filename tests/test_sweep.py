@@ -111,7 +111,7 @@ def test_bad_grid_one_line_error(kwargs, match) -> None:
         ("--threshold", "0:1:0.5", r"threshold must be in \(0, 1\]"),
         ("--scales", "224;big", "scale set 'big' is not a list of sides"),
         ("--scales", "224,224", "repeat a side"),
-        ("--metrics", "road", "ROAD is not swept"),
+        ("--metrics", "road,aopc", r"unknown metric\(s\) aopc"),
         ("--extras", "none,on", "unknown extra setting"),
     ],
 )
@@ -240,6 +240,19 @@ def test_default_setting_equals_evaluate(swept, model, shared) -> None:
     got = results.extra_score.sel(scales="224..924", setting="default").values
     np.testing.assert_allclose(got, want, rtol=1e-6, atol=1e-7)
     np.testing.assert_array_equal(results.probability.values, evaluated.probability.values)
+    # ROAD, on request: the default setting's is evaluate's for the same seed (one image and
+    # one layer: each ROAD map costs 18 imputation solves)
+    road = dict(layers="features.18", metrics="road", step=STEP, limit=1, seed=3)
+    swept_road = holiwidget.sweep(
+        model, images, annotations, threshold=0.5, median=51, box=91, extras=(), **road
+    )
+    assert json.loads(swept_road.attrs["protocol"])["seed"] == 3
+    evaluated_road = holiwidget.evaluate(model, images, annotations, methods="holistic", **road)
+    want = evaluated_road.score.sel(cam="holistic", metric="road").values
+    got = swept_road.extra_score.sel(scales="224..924", setting="default", metric="road")
+    np.testing.assert_allclose(got.values, want, rtol=1e-6, atol=1e-7)
+    cell = swept_road.score.sel(scales="224..924", threshold=0.5, median=51, box=91)
+    np.testing.assert_array_equal(cell.sel(metric="road").values, got.values)
 
 
 def test_settings_differ_and_off_is_pha(swept, model, imagenet_images) -> None:
@@ -317,15 +330,31 @@ def test_rerun_resumes_and_other_grid_is_refused(swept, model, shared, tmp_path,
         holiwidget.sweep(
             model, images, annotations, layers=LAYERS, step=STEP, limit=2, output=out, **other
         )
+    with pytest.raises(HoliwidgetError, match=r"another protocol \(differs in seed\)"):
+        holiwidget.sweep(
+            model,
+            images,
+            annotations,
+            layers=LAYERS,
+            step=STEP,
+            limit=2,
+            output=out,
+            seed=1,
+            **GRID,
+        )
     assert open_dataset(out).sizes["image"] == 2
 
 
-def test_serial_and_local_cluster_give_identical_numbers(model, shared, tmp_path) -> None:
+def test_serial_and_local_cluster_give_identical_numbers(model, shared, tmp_path, capsys) -> None:
     images, annotations = _data(shared)
     kwargs = dict(
         layers="features.18", threshold=0.5, median=(51,), box=(51, 91), step=7168, limit=2
     )
-    serial = holiwidget.sweep(model, images, annotations, **kwargs)
+    serial = holiwidget.sweep(model, images, annotations, progress=True, **kwargs)
+    # with the progress bar, the job's size is shown above it once (logging is off here)
+    shown = capsys.readouterr().err
+    assert shown.count("sweep: 7 settings x 1 layers x 2 images = 14 maps") == 1, shown
+    assert "estimated" in shown and "tau [0.5], median [51], box [51, 91]" in shown
     spread = holiwidget.sweep(
         model, images, annotations, workers=2, output=tmp_path / "s.nc", **kwargs
     )

@@ -47,7 +47,6 @@ def add_command(commands: argparse._SubParsersAction) -> None:
         default="all",
         help="comma-separated: insertion, deletion, overall, road, epg; or all (default)",
     )
-    p.add_argument("--seed", type=int, default=0, help="seed of the ROAD noise (default 0)")
     add_denoising_options(p)
     add_run_options(p)
     add_verbose(p, default=argparse.SUPPRESS)

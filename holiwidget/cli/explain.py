@@ -13,7 +13,7 @@ from ..figure import explain_figure, figure_format, save_figure
 from ..methods import parse_methods
 from ..methods.holistic import Denoising
 from ..models import load_model
-from ..outputs import check_output, output_lock
+from ..outputs import check_output, is_marked_figure, output_lock
 from .options import (
     add_denoising_options,
     add_explained_options,
@@ -86,7 +86,9 @@ def _run(args: argparse.Namespace) -> int:
     check_dataset_output(args.output)
     if args.figure is not None:
         figure_format(args.figure)
-        check_output(args.figure, "figure")
+        # One image: its figure is that path, refused now unless it is a figure of ours.
+        one = len(args.images) == 1
+        check_output(args.figure, "figure", replaces=is_marked_figure if one else None)
     parse_methods(args.methods)  # the names; "all" is resolved once the model is known
     denoising = denoising_from(args)
     resolve_device(args.device)

@@ -127,7 +127,8 @@ def check_image_set(args: argparse.Namespace) -> None:
 
 
 def add_run_options(parser: argparse.ArgumentParser) -> None:
-    """--output, --workers | --scheduler, --threads and --no-progress (evaluate and sweep)."""
+    """--output, --workers | --scheduler, --threads, --seed and --no-progress (evaluate and
+    sweep)."""
     parser.add_argument(
         "--output", required=True, type=Path, help="results dataset: RESULTS.zarr (or .nc)"
     )
@@ -145,6 +146,7 @@ def add_run_options(parser: argparse.ArgumentParser) -> None:
         help="torch CPU threads per image (default 1: serial and cluster runs agree to the "
         "bit; more speeds up a serial run)",
     )
+    parser.add_argument("--seed", type=int, default=0, help="seed of the ROAD noise (default 0)")
     parser.add_argument("--no-progress", action="store_true", help="hide the progress bar")
 
 

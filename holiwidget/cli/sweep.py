@@ -15,6 +15,7 @@ from ..sweeps import (
     EXTRAS,
     KERNELS,
     SWEEP_METRICS,
+    SWEEP_METRICS_ALL,
     Grid,
     parse_scale_sets,
     parse_values,
@@ -46,9 +47,10 @@ def add_command(commands: argparse._SubParsersAction) -> None:
         help="Holistic-CAM's sensitivity to tau, the low-pass kernels and the pyramid",
         description=(
             "Explain every image once per pyramid, re-denoise each layer's maps for every "
-            "setting of the grid, score them (Ins, Del, Over-all, EPG) and write the "
-            "per-image results (SWEEP.zarr), the paper's tables with paired differences from "
-            "the default (SWEEP-summary.md, .csv) and heatmaps (SWEEP-heatmaps.png). "
+            "setting of the grid, score them (Ins, Del, Over-all, EPG; ROAD on request) and "
+            "write the per-image results (SWEEP.zarr), the paper's tables with paired "
+            "differences from the default (SWEEP-summary.md, .csv) and heatmaps "
+            "(SWEEP-heatmaps.png). "
             "Interrupt and re-run the same command to resume. LIST is a,b,c or "
             "start:stop:step (inclusive); SETS is e.g. '224;224,324,424,524;all'."
         ),
@@ -83,7 +85,8 @@ def add_command(commands: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--metrics",
         default=",".join(SWEEP_METRICS),
-        help=f"comma-separated, of {', '.join(SWEEP_METRICS)} (default all four)",
+        help=f"comma-separated, of {', '.join(SWEEP_METRICS_ALL)} (default "
+        f"{','.join(SWEEP_METRICS)}: ROAD's imputation per map costs far more)",
     )
     add_run_options(p)
     add_verbose(p, default=argparse.SUPPRESS)
@@ -130,6 +133,7 @@ def _run(args: argparse.Namespace) -> int:
             metrics=metrics,
             target=args.target,
             step=args.step,
+            seed=args.seed,
             limit=args.limit,
             device=args.device,
             output=args.output,

@@ -22,7 +22,7 @@ import xarray as xr
 from torch import nn
 from tqdm.auto import tqdm
 
-from ..checks import positive_int
+from ..checks import positive_int, seed_value
 from ..dataset import dataset_format
 from ..devices import resolve_device
 from ..errors import HoliwidgetError
@@ -141,8 +141,7 @@ def evaluate(
     chosen_methods = parse_methods(methods, model)
     target = check_target(target, annotations, "epg" in chosen_metrics)
     step = positive_int(step, "step")
-    if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
-        raise HoliwidgetError(f"seed must be a non-negative integer, got {seed!r}")
+    seed = seed_value(seed)
     denoising = Denoising(threshold, median, box)
     workers, threads = check_run_options(workers, scheduler, threads)
     resolve_device(device)

@@ -128,7 +128,8 @@ class ImageRecord:
     notes: list[str] = field(default_factory=list)
 
 
-def _rng(seed: int, image: str) -> np.random.Generator:
+def road_rng(seed: int, image: str) -> np.random.Generator:
+    """The generator of one image's ROAD noise: the run's seed and the image's name."""
     return np.random.default_rng(np.random.SeedSequence([seed, zlib.crc32(image.encode())]))
 
 
@@ -298,7 +299,7 @@ def _score(
                 tgt,
                 percentiles=protocol.percentiles,
                 noise=protocol.road_noise,
-                seed=_rng(protocol.seed, item.image),
+                seed=road_rng(protocol.seed, item.image),
                 device=device,
             )
             scores["road"] = road.combined

@@ -6,7 +6,12 @@ into place): an interrupted run loses at most the images in flight, never a fini
 and no file is ever half-written. Re-running the same command reads the finished images
 back (from that folder, and from an earlier complete ``RESULTS.zarr``) and computes only
 the rest; each image is stored under its name, so none is counted twice. At the end the
-results are written whole to ``RESULTS.zarr`` and the folder is removed.
+results are written whole to ``RESULTS.zarr`` and what holiwidget wrote in the folder
+(``protocol.json``, the records this run wrote or read back, temporary folders of its
+writes) is removed, then the folder if that left it empty; anything else found there (a
+file that is not a record, a damaged record of an image no longer evaluated) is left
+alone, with a warning.
+A full disk or a missing permission while keeping a record is one :class:`HoliwidgetError`.
 
 A run with a different protocol (model weights, layers, methods, step, seed, ...) refuses
 to reuse the stored images and says so.
@@ -194,6 +199,7 @@ class ResultStore:
         self.partial = self.output.with_name(self.output.name + ".partial")
         self.marker = self.partial / "protocol.json"
         self._shapes = shapes
+        self._ours: set[str] = set()  # record files of the partial folder known to be ours
 
     def _check(self, found: str, where: Path) -> None:
         if found == self.protocol.to_json():
@@ -224,6 +230,8 @@ class ResultStore:
                 problem = None if record is None else _misfit(record, self._shapes)
                 if record is not None and problem is None and _file_name(record.image) != f.name:
                     problem = f"holds image {record.image!r}, not the one its name says"
+                if record is not None:  # a record's layout: one of ours, even if misfit
+                    self._ours.add(f.name)
                 if problem is not None:
                     log.warning("%s is damaged (%s); its image is scored again", f, problem)
                 elif record is not None:
@@ -291,22 +299,60 @@ class ResultStore:
         self._check(found, self.partial)
 
     def add(self, record: ImageRecord) -> None:
-        """Keep a finished image (atomically)."""
+        """Keep a finished image (atomically).
+
+        Raises:
+            HoliwidgetError: the record cannot be written (a full disk, a missing permission).
+        """
         if not self.marker.is_file():
-            self.partial.mkdir(parents=False, exist_ok=True)
+            try:
+                self.partial.mkdir(parents=False, exist_ok=True)
+            except OSError as exc:
+                raise HoliwidgetError(
+                    f"cannot create the folder {self.partial} ({exc.strerror or exc}); free "
+                    "some space or choose another output path"
+                ) from None
             write_bytes(self.marker, self.protocol.to_json().encode(), "protocol")
         arrays = {f"v_{k}": np.asarray(v) for k, v in record.values.items()}
         arrays["image"] = np.array(record.image)
         arrays["error"] = np.array(record.error or "")
         path = self.partial / _file_name(record.image)
-        with atomic_output(path, "result") as part, open(part, "wb") as fh:
+        # the folder is this run's (its protocol.json checked by load): a record under this
+        # image's name is an earlier (or damaged) one of ours
+        with atomic_output(path, "result", replaces=_is_plain_file) as part, open(part, "wb") as fh:
             np.savez(fh, **arrays)
+        self._ours.add(path.name)
 
     def finish(self, ds: xr.Dataset) -> Path:
-        """Write the results whole, then drop the per-image files."""
+        """Write the results whole, then remove the per-image files (only what holiwidget
+        wrote in the partial folder; the folder itself only when that leaves it empty)."""
         path = save_dataset(ds, self.output)
-        shutil.rmtree(self.partial, ignore_errors=True)
+        _remove_ours(self.partial, self._ours)
         return path
+
+
+def _is_plain_file(path: Path) -> bool:
+    return path.is_file() and not path.is_symlink()
+
+
+def _remove_ours(partial: Path, records: set[str]) -> None:
+    """Remove from ``partial`` the ``records`` (file names) read or written by this run, its
+    ``protocol.json`` and temporary folders of its writes; then ``partial`` if empty."""
+    if not partial.is_dir() or partial.is_symlink():
+        return
+    temporary = re.compile(r"^\..+\.(npz|json)\.holiwidget-\d+-[A-Za-z0-9_]+$")
+    try:
+        for entry in list(partial.iterdir()):
+            if entry.is_symlink():
+                continue
+            if entry.is_file() and (entry.name in records or entry.name == "protocol.json"):
+                entry.unlink()
+            elif entry.is_dir() and temporary.match(entry.name):
+                shutil.rmtree(entry)
+        partial.rmdir()
+    except OSError as exc:
+        left = ", ".join(sorted(p.name for p in partial.iterdir())[:3]) if partial.is_dir() else ""
+        log.warning("left %s in place (%s): %s", partial, exc.strerror or exc, left)
 
 
 def _is_protocol(text: str) -> bool:

@@ -19,7 +19,7 @@ import xarray as xr
 from scipy import stats
 
 from ..methods import LABELS
-from ..outputs import write_bytes
+from ..outputs import has_first_line, markdown_mark, write_bytes
 
 __all__ = [
     "HEADERS",
@@ -27,7 +27,9 @@ __all__ = [
     "summary_markdown",
     "summary_paths",
     "summary_table",
+    "write_marked_markdown",
     "write_summary",
+    "write_table_csv",
 ]
 
 #: Column headings, and whether higher is better.
@@ -151,9 +153,29 @@ def write_summary(results: xr.Dataset, output: str | os.PathLike) -> tuple[Path,
 
     Returns:
         The markdown and CSV paths.
+
+    Raises:
+        HoliwidgetError: a file under either name is not a summary holiwidget wrote (the
+            markdown begins with :func:`holiwidget.outputs.markdown_mark`, the CSV with this
+            table's header line); it is left alone.
     """
     md, csv = summary_paths(output)
     table = summary_table(results)
-    write_bytes(md, summary_markdown(results, table).encode())
-    write_bytes(csv, table.to_csv(index=False, float_format="%.4f").encode())
+    write_marked_markdown(md, summary_markdown(results, table), "summary")
+    write_table_csv(csv, table)
     return md, csv
+
+
+def write_marked_markdown(path: Path, text: str, what: str) -> Path:
+    """Write markdown whole, its first line holiwidget's mark; replaces only a file that
+    begins with the same mark."""
+    mark = markdown_mark(what)
+    data = f"{mark}\n{text}".encode()
+    return write_bytes(path, data, what, replaces=has_first_line(mark))
+
+
+def write_table_csv(path: Path, table: pd.DataFrame) -> Path:
+    """Write a table as CSV whole; replaces only a CSV with the same header line."""
+    text = table.to_csv(index=False, float_format="%.4f")
+    header = text.split("\n", 1)[0]
+    return write_bytes(path, text.encode(), "summary table", replaces=has_first_line(header))

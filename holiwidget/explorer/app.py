@@ -43,7 +43,7 @@ from ..layers import resolve_layers
 from ..methods import LABELS, PYRAMID_METHODS, parse_methods
 from ..methods.holistic import Denoising
 from ..models import class_names
-from ..outputs import atomic_output, check_output
+from ..outputs import atomic_output, check_output, figure_mark, is_marked_figure
 from . import curves as _curves
 from .downloads import confined_path, download_link
 from .state import (
@@ -1155,6 +1155,6 @@ class Explorer:
             sheet.figimage(tile, xo=x, yo=height - tile.shape[0], origin="upper")
             x += tile.shape[1]
         sheet.figimage(tiles["grid"], xo=0, yo=0, origin="upper")
-        with atomic_output(out, "figure") as part:
-            sheet.savefig(part, format=fmt, dpi=dpi, facecolor="white")
+        with atomic_output(out, "figure", replaces=is_marked_figure) as part:
+            sheet.savefig(part, format=fmt, dpi=dpi, facecolor="white", **figure_mark(fmt))
         return out

@@ -14,7 +14,7 @@ from .grid import DESIGNS, EXTRAS, KERNELS, Grid, parse_scale_sets, parse_values
 from .plots import plot_sensitivity
 from .report import sweep_summary_paths, write_sweep_summary
 from .run import SweepPlan, plan_sweep, sweep
-from .scoring import SWEEP_METRICS, SweepProtocol, score_sweep_image
+from .scoring import SWEEP_METRICS, SWEEP_METRICS_ALL, SweepProtocol, score_sweep_image
 from .summary import paired_differences, sensitivity_table, sweep_summary_markdown
 
 __all__ = [
@@ -22,6 +22,7 @@ __all__ = [
     "EXTRAS",
     "KERNELS",
     "SWEEP_METRICS",
+    "SWEEP_METRICS_ALL",
     "Grid",
     "SweepPlan",
     "SweepProtocol",

@@ -32,7 +32,7 @@ __all__ = ["SCALARS", "build_sweep_results"]
 SCALARS = ("label", "target", "prediction", "correct", "probability", "boxes", "centre_prior_epg")
 _GRID_DIMS = ("layer", "scales", "threshold", "median", "box", "metric")
 _DESCRIPTIONS = {
-    "score": "per-image score of each grid setting (AUC for insertion/deletion, EPG)",
+    "score": "per-image score of each grid setting (AUC for insertion/deletion, ROAD, EPG)",
     "extra_score": "per-image score of the extra settings (default, off, filter ablation)",
     "computed": "whether the design computes this cell (the others are NaN)",
     "explain_seconds": "time of the image's explain call per scale set",
@@ -113,7 +113,9 @@ def build_sweep_results(
         "input_problems": json.dumps(list(problems)),
         "versions": json.dumps(package_versions(), sort_keys=True),
         "scores": "insertion/deletion: AUC of the curve over the changed fraction; overall = "
-        "insertion - deletion; epg: energy in the boxes. Paired differences are taken from "
-        "extra_score at setting 'default' and the baseline scale set (attrs['baseline']).",
+        "insertion - deletion; road: (mean LeRF - mean MoRF) / 2, each setting with the "
+        "image's own noise (protocol seed); epg: energy in the boxes. Paired differences are "
+        "taken from extra_score at setting 'default' and the baseline scale set "
+        "(attrs['baseline']).",
     }
     return ds

@@ -5,11 +5,15 @@ once) gives each layer's PHA and M_f; every setting of the grid is then a re-den
 those (:func:`holiwidget.methods.holistic.denoise_settings`), never a network pass. The
 insertion and deletion images of all maps of the image go through the model as one
 batched stream, in which maps that change the same pixels at every step are evaluated once
-(:func:`holiwidget.metrics.insertion_deletion`); EPG needs no forward pass.
+(:func:`holiwidget.metrics.insertion_deletion`); EPG needs no forward pass. ROAD, on
+request, scores each setting's maps (one per layer) exactly as ``holiwidget evaluate``
+scores an image's maps, with the image's own noise (seeded by the protocol's seed and the
+image's name), so every setting meets the same noise; identical maps are scored once.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import time
 import warnings
@@ -22,16 +26,35 @@ from torch import nn
 from ..engine import explain
 from ..errors import HoliwidgetError
 from ..evaluation.inputs import EvaluationItem
-from ..evaluation.scoring import SUBSTRATES, ImageRecord, guarded, image_facts, read_item
+from ..evaluation.scoring import (
+    SUBSTRATES,
+    ImageRecord,
+    Protocol,
+    guarded,
+    image_facts,
+    read_item,
+    road_rng,
+)
 from ..methods.holistic import denoise_settings
 from ..metrics.causal import curve_fractions, insertion_deletion
 from ..metrics.pointing import energy_pointing_game
+from ..metrics.road import road_scores
 from .grid import Grid
 
-__all__ = ["SWEEP_METRICS", "SweepProtocol", "curve_steps", "score_sweep_image", "sweep_shapes"]
+__all__ = [
+    "SWEEP_METRICS",
+    "SWEEP_METRICS_ALL",
+    "SweepProtocol",
+    "curve_steps",
+    "score_sweep_image",
+    "sweep_shapes",
+]
 
-#: The scores a sweep can compute (ROAD, with its imputation per map, is evaluate's).
+#: The scores a sweep computes by default.
 SWEEP_METRICS = ("insertion", "deletion", "overall", "epg")
+#: Every score a sweep can compute: ROAD too, on request (its imputation runs per map, as
+#: in evaluate, so it costs far more than the rest).
+SWEEP_METRICS_ALL = ("insertion", "deletion", "overall", "road", "epg")
 
 
 @dataclass(frozen=True)
@@ -41,10 +64,12 @@ class SweepProtocol:
     Attributes:
         model, weights, fingerprint: the model (see :class:`holiwidget.evaluation.Protocol`).
         layers: the layers explained.
-        metrics: the scores (any of :data:`SWEEP_METRICS`).
+        metrics: the scores (any of :data:`SWEEP_METRICS_ALL`).
         target: ``"label"`` or ``"predicted"``.
         step: pixels changed per insertion/deletion step.
         thresholds, medians, boxes, scale_sets, design, extras: the grid (:class:`Grid`).
+        seed, road_noise, percentiles: ROAD's noise seed, noise and removal percentages (as
+            in :class:`holiwidget.evaluation.Protocol`).
         input_size: the side the images are resized to.
     """
 
@@ -61,6 +86,9 @@ class SweepProtocol:
     scale_sets: tuple[tuple[int, ...], ...]
     design: str
     extras: tuple[str, ...]
+    seed: int = 0
+    road_noise: float = Protocol.road_noise
+    percentiles: tuple[float, ...] = Protocol.percentiles
     input_size: int = 224
     kind: str = "sweep"
     substrates: dict = field(default_factory=lambda: dict(SUBSTRATES))
@@ -156,6 +184,8 @@ def _score(
             res = insertion_deletion(model, x, stack, target, step=protocol.step, device=device)
             scores["insertion"], scores["deletion"] = res.insertion.auc, res.deletion.auc
             scores["overall"] = res.overall
+        if "road" in protocol.metrics:
+            scores["road"] = _road(model, x, maps, target, protocol, item.image, device)
     if "epg" in protocol.metrics:
         scores["epg"] = (
             energy_pointing_game(stack.double(), read.mask)
@@ -188,6 +218,45 @@ def _score(
     }
     notes = list(read.notes) + sorted({f"{item.image}: {w.message}" for w in caught})
     return ImageRecord(item.image, None, values, notes)
+
+
+def _road(
+    model: nn.Module,
+    x: torch.Tensor,
+    maps: list[np.ndarray],
+    target: int,
+    protocol: SweepProtocol,
+    image: str,
+    device: str | torch.device,
+) -> np.ndarray:
+    """ROAD of every map, in the stack's order. Each setting's maps (one per layer) are
+    scored as evaluate scores an image's maps, with the image's own noise: so the default
+    setting's ROAD is evaluate's, and every setting meets the same noise (paired). Settings
+    whose maps are identical (the default and its grid cell; tau values that saturate
+    nothing) are scored once: the same maps and noise give the same scores."""
+    n_layers = len(protocol.layers)
+    out = []
+    done: dict[bytes, np.ndarray] = {}
+    for s0 in range(0, len(maps), n_layers):  # maps: [set][layer] -> (settings, H, W)
+        per_layer = maps[s0 : s0 + n_layers]
+        scores = np.empty((n_layers, per_layer[0].shape[0]))
+        for k in range(per_layer[0].shape[0]):
+            setting = np.ascontiguousarray(np.stack([m[k] for m in per_layer]))
+            key = hashlib.sha256(setting).digest()
+            if key not in done:
+                done[key] = road_scores(
+                    model,
+                    x,
+                    torch.from_numpy(setting),
+                    target,
+                    percentiles=protocol.percentiles,
+                    noise=protocol.road_noise,
+                    seed=road_rng(protocol.seed, image),
+                    device=device,
+                ).combined
+            scores[:, k] = done[key]
+        out.append(scores.reshape(-1))
+    return np.concatenate(out)
 
 
 def curve_steps(protocol: SweepProtocol) -> int:
