@@ -14,6 +14,7 @@ import subprocess
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pytest
 import xarray as xr
 from matplotlib.figure import Figure
@@ -21,7 +22,7 @@ from matplotlib.figure import Figure
 from holiwidget import HoliwidgetError
 from holiwidget.evaluation.scoring import ImageRecord, Protocol
 from holiwidget.evaluation.store import ResultStore, result_shapes
-from holiwidget.evaluation.summary import summary_paths, write_summary
+from holiwidget.evaluation.summary import summary_paths, write_summary, write_table_csv
 from holiwidget.figure import FIGURE_FORMATS, save_figure
 from holiwidget.outputs import is_marked_figure, write_bytes
 
@@ -106,6 +107,15 @@ def test_a_summary_replaces_only_a_summary_of_ours(tmp_path: Path) -> None:
     assert csv.read_text().startswith("layer,metric,scales")
 
 
+def test_a_table_without_columns_replaces_no_file(tmp_path: Path) -> None:
+    # Its header line is empty: it must not pass for any file that begins with a blank line.
+    users = tmp_path / "results-summary.csv"
+    users.write_text("\nmy own notes\n")
+    with pytest.raises(HoliwidgetError, match="cannot tell") as err:
+        write_table_csv(users, pd.DataFrame([]))
+    assert "\n" not in str(err.value) and users.read_text() == "\nmy own notes\n"
+
+
 # --------------------------------------------------------------------------------------
 # The partial folder of an evaluation loses only what holiwidget wrote there
 
@@ -161,6 +171,15 @@ def test_finish_removes_only_what_holiwidget_wrote_in_the_partial_folder(
     second.add(_record("b.jpg"))
     second.finish(_results_ds())  # c.jpg.npz: a record's layout under another name, removed
     assert not second.partial.exists()
+
+
+def test_a_file_where_the_partial_folder_goes_is_refused_before_any_work(tmp_path: Path) -> None:
+    store = ResultStore(tmp_path / "results.zarr", _protocol(), result_shapes(_protocol()))
+    store.partial.write_text("mine")
+    with pytest.raises(HoliwidgetError, match="left alone") as err:
+        store.load()  # before any image is scored
+    assert "\n" not in str(err.value) and str(store.partial) in str(err.value)
+    assert store.partial.read_text() == "mine"
 
 
 # --------------------------------------------------------------------------------------

@@ -216,8 +216,13 @@ class ResultStore:
 
         Raises:
             HoliwidgetError: the finished results or the partial folder's protocol file are
-                damaged, or hold another protocol.
+                damaged, or hold another protocol; or a file stands where the folder goes.
         """
+        if self.partial.is_symlink() or (self.partial.exists() and not self.partial.is_dir()):
+            raise HoliwidgetError(
+                f"{self.partial} is not holiwidget's folder of finished images; it is left "
+                "alone: move it away or choose another output path"
+            )
         done: dict[str, ImageRecord] = {}
         if self.output.exists():
             done.update(self._load_finished())

@@ -175,7 +175,9 @@ def write_marked_markdown(path: Path, text: str, what: str) -> Path:
 
 
 def write_table_csv(path: Path, table: pd.DataFrame) -> Path:
-    """Write a table as CSV whole; replaces only a CSV with the same header line."""
+    """Write a table as CSV whole; replaces only a CSV with the same header line (a table
+    without columns has none to know it by: then no existing file is replaced)."""
     text = table.to_csv(index=False, float_format="%.4f")
     header = text.split("\n", 1)[0]
-    return write_bytes(path, text.encode(), "summary table", replaces=has_first_line(header))
+    known = has_first_line(header) if header.strip() else None
+    return write_bytes(path, text.encode(), "summary table", replaces=known)
