@@ -194,6 +194,8 @@ def test_app_shows_the_explorer_and_stops_cleanly(tmp_path, mobilenet_weights, b
         download.save_as(saved)
         assert saved.read_bytes() == (data / "cat-figure.png").read_bytes()
         assert saved.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+        # the refusal before it is cleared by this success: no red bar left behind
+        assert "progress-bar-danger" not in page.locator(".holiwidget-progress").inner_html()
         page.screenshot(path=str(ARTIFACTS / "4-download.png"))
     finally:
         status, alive = app.stop()
@@ -228,6 +230,7 @@ def test_app_without_weights_offline_says_how_to_pass_them(tmp_path, browser) ->
         assert "HOLIWIDGET_WEIGHTS" in text
         body = page.locator("body").text_content()
         assert "Traceback" not in body and "error when executing" not in body.lower()
+        assert "Downloading" not in body  # torch.hub's notes stay off the page
     finally:
         status, alive = app.stop()
     assert alive == [] and status == 0

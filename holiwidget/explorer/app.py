@@ -1116,6 +1116,8 @@ class Explorer:
         self._exported(self.save_figure(self._export_path("figure")))
 
     def _exported(self, path: Path) -> None:
+        self.last_error = None  # a success clears the error shown before it
+        self.progress.bar_style = "success"
         if self._data is None:
             self._status(f"wrote {path}", _GREEN)
             return

@@ -94,7 +94,8 @@ def open_explorer(
             "Unset it, or set it to e.g. 64.",
         )
     try:
-        with contextlib.redirect_stderr(io.StringIO()):  # torch.hub's download notes
+        # torch.hub's download notes (stdout) and progress (stderr) are not the app's
+        with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
             net = load_model(model, weights=weights)
     except HoliwidgetError as exc:
         log.warning("explorer not started: %s", exc)
