@@ -217,26 +217,26 @@ def _inodes(mount: Path) -> None:
             return
 
 
-@pytest.fixture
-def full_disk(tmp_path: Path):
-    """A tmpfs with no free byte left (a file fills it)."""
-    mount = _mount(tmp_path, "size=256k", "full")
+def _exhausted(tmp_path: Path, options: str, name: str, use_up):
+    """A tmpfs mounted with ``options`` and used up by ``use_up``; unmounted afterwards."""
+    mount = _mount(tmp_path, options, name)
     try:
-        _fill(mount)
+        use_up(mount)
         yield mount
     finally:
         subprocess.run(["umount", str(mount)], check=True)
+
+
+@pytest.fixture
+def full_disk(tmp_path: Path):
+    """A tmpfs with no free byte left (a file fills it)."""
+    yield from _exhausted(tmp_path, "size=256k", "full", _fill)
 
 
 @pytest.fixture
 def no_inodes(tmp_path: Path):
     """A tmpfs where no file or folder can be made (every inode is used)."""
-    mount = _mount(tmp_path, "size=1m,nr_inodes=16", "no-inodes")
-    try:
-        _inodes(mount)
-        yield mount
-    finally:
-        subprocess.run(["umount", str(mount)], check=True)
+    yield from _exhausted(tmp_path, "size=1m,nr_inodes=16", "no-inodes", _inodes)
 
 
 def test_the_lock_on_a_full_disk_is_one_line_on_the_command_line(
