@@ -3,8 +3,10 @@
 Opens the explorer on MobileNetV2 (the shared ImageNet weights) with the four layers of its
 holistic stage at 224 x 224 and every method, then sets the denoising sliders the way a user
 would (``explorer.threshold.value = ...``) and times each change until the artists hold the
-new maps (re-denoising from the kept PHA, ``set_data`` on every view, ``draw_idle``). The
-browser's own rendering is not part of it; the Agg draw time of each view is reported beside.
+new maps (re-denoising from the kept PHA, ``set_data`` on every view; the frames are drawn
+after the change is handled, so drawing is not part of it). The browser's side is
+benchmarks/explorer_browser.py; the Agg draw time of each view, whole and its moving parts
+only (what a slider move redraws), is reported beside.
 Prints one JSON object.
 
     python benchmarks/explorer.py [--quick] [--shared ../shared]
@@ -23,7 +25,7 @@ from _shared import add_shared_argument
 
 import holiwidget as hw
 
-TARGET_MS = 50.0
+TARGET_MS = 20.0
 
 
 def _summary(times: list[float]) -> dict:
@@ -69,15 +71,22 @@ def main() -> None:
                 assert explorer.last_error is None, explorer.last_error
     # The views hold the dataset's maps after the last change.
     np.testing.assert_array_equal(
-        explorer.views.map_art.get_array(), explorer._ds["attribution"].values[0, 0, 0]
+        explorer.views.overlay.map,
+        explorer.session.ds["attribution"].values[0, 0, 0],
     )
     every = [t for ts in timings.values() for t in ts]
     draws = {}
-    for name, fig in explorer.views.figures.items():
-        fig.canvas.draw()
+    for name, frame in explorer.views.frames.items():
+        frame.full()
         t = time.perf_counter()
-        fig.canvas.draw()
-        draws[name] = round((time.perf_counter() - t) * 1e3, 1)
+        frame.full()
+        whole = time.perf_counter() - t
+        t = time.perf_counter()
+        frame.blit()
+        draws[name] = {
+            "whole_ms": round(whole * 1e3, 1),
+            "moving_parts_ms": round((time.perf_counter() - t) * 1e3, 1),
+        }
 
     result = {
         "model": "mobilenet_v2",
@@ -90,7 +99,7 @@ def main() -> None:
         "all_changes": _summary(every),
         "target_ms": TARGET_MS,
         "within_target": max(every) * 1e3 <= TARGET_MS,
-        "agg_draw_ms_not_in_latency": draws,
+        "agg_draw_not_in_latency": draws,
     }
     print(json.dumps(result, indent=2))
 

@@ -306,11 +306,11 @@ def explorer(tiny) -> Explorer:
 
 def test_explorer_refuses_bad_targets_and_empty_adds(explorer: Explorer, tmp_path) -> None:
     ex = explorer
-    target = ex._target
+    target = ex.session.target
     with pytest.raises(HoliwidgetError, match=r"got 3\.7") as err:
         ex.set_target(3.7)
     one_line(err)
-    assert ex._target == target
+    assert ex.session.target == target
     other = (target + 1) % 10
     ex.set_target(np.int64(other))
     assert int(ex.dataset["target"].values[0]) == other
@@ -372,7 +372,7 @@ def test_16_bit_images_are_scaled_to_8_bits_everywhere(tmp_path) -> None:
         np.testing.assert_array_equal(got, want)
     assert want.min() < 10 and want.max() > 245  # a ramp, not a blank white image
     # and uploaded to the explorer
-    from holiwidget.explorer.state import upload_sources
+    from holiwidget.explorer.sources import upload_sources
 
     (upload,) = upload_sources([{"name": "ramp16.png", "content": png.read_bytes()}])
     np.testing.assert_array_equal(prepare_images(upload.item).display, want)

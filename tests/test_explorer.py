@@ -18,7 +18,8 @@ from PIL import Image
 import holiwidget as hw
 from holiwidget import cli
 from holiwidget.explorer import Explorer
-from holiwidget.explorer.state import PassCache, candidate_layers
+from holiwidget.explorer.passes import PassCache, candidate_layers
+from holiwidget.explorer.views import composite
 from holiwidget.figure import figure_format
 
 METHODS = ("holistic", "gradcam")
@@ -74,8 +75,13 @@ def click(ex: Explorer, fig, ax, x: float, y: float) -> None:
     fig.canvas.callbacks.process("button_press_event", event)
 
 
+def cell(attribution: np.ndarray) -> np.ndarray:
+    """A 224 x 224 map as the grid's cell shows it: 2 x 2 block means, 112 x 112."""
+    return attribution.reshape(112, 2, 112, 2).mean(axis=(1, 3))
+
+
 def maps(ex: Explorer):
-    ds = ex._ds
+    ds = ex.session.ds
     return ds["attribution"].values[0], ds["primary"].values[0], ds["fundamental"].values[0]
 
 
@@ -88,12 +94,18 @@ def test_first_maps_fill_every_view(explorer: Explorer) -> None:
     settings = json.loads(ds.attrs["explorer"])
     assert settings["layer"] == "stage1" and settings["method"] == "holistic"
     att = ds["attribution"].values[0]
-    np.testing.assert_array_equal(ex.views.map_art.get_array(), att[0, 0])
-    np.testing.assert_array_equal(ex.views.rgb_art.get_array(), ds["input"].values[0])
-    np.testing.assert_array_equal(ex.views.lpw_art.get_array(), ds["lpw"].values[0, 0])
-    for (li, mi), art in ex.views.grid_arts.items():
-        np.testing.assert_array_equal(art.get_array(), att[mi, li])
-    assert len(ex.views.grid_arts) == 6
+    np.testing.assert_array_equal(ex.views.overlay.map, att[0, 0])
+    np.testing.assert_array_equal(ex.views.overlay.rgb, ds["input"].values[0])
+    # The overlay is one image: the input with the map over it at the opacity, in jet.
+    expected = composite(ds["input"].values[0], att[0, 0], 0.5, "jet")
+    np.testing.assert_array_equal(ex.views.overlay.art.get_array(), expected)
+    assert np.abs(expected.astype(int) - ds["input"].values[0]).mean() > 0
+    np.testing.assert_array_equal(ex.views.lpw.art.get_array(), ds["lpw"].values[0, 0])
+    grid = ex.views.grid
+    assert (grid.layers, grid.methods) == (["stage1", "stage2", "stage3"], list(METHODS))
+    for li in range(3):
+        for mi in range(2):
+            np.testing.assert_allclose(grid.cell_map(li, mi), cell(att[mi, li]), atol=1e-6)
     # Target options: the top-5 predictions with probabilities; every class is searchable.
     assert len(ex.target.options) == 5 and "%" in ex.target.options[0][0]
     assert len(ex.search.options) == 10
@@ -103,9 +115,9 @@ def test_first_maps_fill_every_view(explorer: Explorer) -> None:
 def test_sliders_redenoise_from_kept_pha_in_place(explorer: Explorer, tiny) -> None:
     ex = explorer
     passes = PassCounter(tiny)
-    arts = [ex.views.map_art, ex.views.lpw_art, *ex.views.grid_arts.values()]
-    images_per_axes = [len(ax.images) for ax in ex.views.grid_axes.values()]
-    before = ex.views.map_art.get_array().copy()
+    arts = [ex.views.overlay.art, ex.views.lpw.art, ex.views.grid.image]
+    images_per_axes = [len(ax.images) for ax in ex.views.figures["grid"].axes]
+    before = ex.views.overlay.art.get_array().copy()
 
     ex.threshold.value = 0.2
     ex.median.value = 31
@@ -114,11 +126,11 @@ def test_sliders_redenoise_from_kept_pha_in_place(explorer: Explorer, tiny) -> N
     for li in range(3):
         cam, lpw = hw.holistic_map(prim[li], fund[li], 0.2, 31, 61)
         np.testing.assert_array_equal(att[0, li], cam)
-        np.testing.assert_array_equal(ex._ds["lpw"].values[0, li], lpw)
-        np.testing.assert_array_equal(ex.views.grid_arts[(li, 0)].get_array(), cam)
-    np.testing.assert_array_equal(ex.views.map_art.get_array(), att[0, 0])
-    np.testing.assert_array_equal(ex.views.lpw_art.get_array(), ex._ds["lpw"].values[0, 0])
-    assert not np.array_equal(before, ex.views.map_art.get_array())
+        np.testing.assert_array_equal(ex.session.ds["lpw"].values[0, li], lpw)
+        np.testing.assert_allclose(ex.views.grid.cell_map(li, 0), cell(cam), atol=1e-6)
+    np.testing.assert_array_equal(ex.views.overlay.map, att[0, 0])
+    np.testing.assert_array_equal(ex.views.lpw.art.get_array(), ex.session.ds["lpw"].values[0, 0])
+    assert not np.array_equal(before, ex.views.overlay.art.get_array())
     params = json.loads(ex.dataset.attrs["parameters"])
     assert (params["threshold"], params["median"], params["box"]) == (0.2, 31, 61)
     assert "no network pass" in ex.status.value and ex.last_update_ms < 1000
@@ -126,16 +138,16 @@ def test_sliders_redenoise_from_kept_pha_in_place(explorer: Explorer, tiny) -> N
     # Holistic-CAM without denoising: the normalised PHA; the kernel sliders cannot act.
     ex.denoise.value = False
     np.testing.assert_array_equal(
-        ex.views.map_art.get_array(), hw.holistic_map(prim[0], fund[0], denoise=False)[0]
+        ex.views.overlay.map, hw.holistic_map(prim[0], fund[0], denoise=False)[0]
     )
-    assert (ex.views.lpw_art.get_array() == 255).all()
+    assert (ex.views.lpw.art.get_array() == 255).all()
     assert ex.threshold.disabled and "denoising is off" in ex.threshold.tooltip
     ex.denoise.value = True
     assert not ex.threshold.disabled
 
     assert passes.count == 0, "a slider ran a network pass"
-    assert [ex.views.map_art, ex.views.lpw_art, *ex.views.grid_arts.values()] == arts
-    assert [len(ax.images) for ax in ex.views.grid_axes.values()] == images_per_axes
+    assert [ex.views.overlay.art, ex.views.lpw.art, ex.views.grid.image] == arts
+    assert [len(ax.images) for ax in ex.views.figures["grid"].axes] == images_per_axes
 
 
 def test_even_kernel_is_made_odd_and_said(explorer: Explorer) -> None:
@@ -161,7 +173,7 @@ def test_network_passes_are_cached(explorer: Explorer, tiny) -> None:
     assert passes.count == 9
     assert list(ex.dataset["layer"].values) == ["stage2"]
     assert list(ex.dataset["cam"].values) == ["gradcam"]
-    assert len(ex.views.grid_arts) == 1
+    assert (ex.views.grid.layers, ex.views.grid.methods) == (["stage2"], ["gradcam"])
     # A method not computed yet runs the passes once for this (image, target, layers).
     ex.layers.value = ("stage1", "stage2", "stage3")
     ex.methods.value = ("holistic", "eigencam")
@@ -172,39 +184,45 @@ def test_network_passes_are_cached(explorer: Explorer, tiny) -> None:
 
 def test_clicking_a_map_makes_it_current_and_probes(explorer: Explorer) -> None:
     ex = explorer
-    ax = ex.views.grid_axes[(2, 1)]
-    click(ex, ex.views.grid, ax, 30.2, 100.4)
+    grid = ex.views.grid
+    # Cell (layer 2, method 1) at its pixel (y 50, x 15), the left half of its first map
+    # pixel: map pixel (y 100, x 30).
+    step = grid.cell[0] + 6
+    click(ex, ex.views.figures["grid"], grid.ax, step + 14.7, 2 * step + 49.8)
     assert (ex.layer.value, ex.method.value) == ("stage3", "gradcam")
-    att = ex._ds["attribution"].values[0]
-    np.testing.assert_array_equal(ex.views.map_art.get_array(), att[1, 2])
-    np.testing.assert_array_equal(ex.views.lpw_art.get_array(), ex._ds["lpw"].values[0, 2])
-    assert ax.spines["top"].get_linewidth() > 2
-    assert ex.views.grid_axes[(0, 0)].spines["top"].get_linewidth() < 1
+    att = ex.session.ds["attribution"].values[0]
+    np.testing.assert_array_equal(ex.views.overlay.map, att[1, 2])
+    np.testing.assert_array_equal(ex.views.lpw.art.get_array(), ex.session.ds["lpw"].values[0, 2])
+    assert grid.outline.get_visible() and grid.outline.get_xy() == (step - 0.5, 2 * step - 0.5)
     # The probe: pixel (y 100, x 30) across layers and methods, crosshairs on every view.
     np.testing.assert_array_equal(ex.probe_values.values, att[:, :, 100, 30])
-    for mi, line in enumerate(ex.views.probe_lines):
+    for mi, line in enumerate(ex.views.probe.lines):
         np.testing.assert_array_equal(line.get_ydata(), att[mi, :, 100, 30])
-    for h, v in [*ex.views.crosshairs, *ex.views._grid_cross]:
+    for h, v in (ex.views.overlay.cross, ex.views.lpw.cross):
         assert h.get_visible() and list(h.get_ydata()) == [100, 100]
         assert list(v.get_xdata()) == [30, 30]
+    # In every grid cell: a horizontal and a vertical segment through the pixel's place.
+    xs, ys = (np.asarray(a, dtype=float) for a in grid.cross.get_data())
+    assert np.isnan(xs).sum() == 2 * 6 and grid.cross.get_visible()
+    assert ys[0] == ys[1] == 49.75 and xs[3] == xs[4] == 14.75  # (100.5, 30.5) / 2 - 0.5
     assert "pixel (y 100, x 30)" in ex.probe.value
     assert json.loads(ex.dataset.attrs["explorer"])["probe"] == [100, 30]
 
 
 def test_clicking_the_overlay_probes_without_changing_the_map(explorer: Explorer) -> None:
     ex = explorer
-    click(ex, ex.views.overlay, ex.views.overlay_ax, 10, 200)
+    click(ex, ex.views.figures["overlay"], ex.views.overlay.ax, 10, 200)
     assert (ex.layer.value, ex.method.value) == ("stage1", "holistic")
-    assert ex._probe == (200, 10)
-    click(ex, ex.views.lpw, ex.views.lpw_ax, 50, 60)
-    assert ex._probe == (60, 50)
+    assert ex.session.probe == (200, 10)
+    click(ex, ex.views.figures["lpw"], ex.views.lpw.ax, 50, 60)
+    assert ex.session.probe == (60, 50)
     # The probe follows the maps when the threshold moves.
     before = ex.probe_values.values.copy()
     ex.threshold.value = 0.1
     after = ex.probe_values.values
     np.testing.assert_array_equal(after[1], before[1])  # Grad-CAM does not depend on tau
     np.testing.assert_array_equal(
-        ex.views.probe_lines[0].get_ydata(), ex._ds["attribution"].values[0, 0, :, 60, 50]
+        ex.views.probe.lines[0].get_ydata(), ex.session.ds["attribution"].values[0, 0, :, 60, 50]
     )
 
 
@@ -213,11 +231,13 @@ def test_current_layer_method_and_opacity(explorer: Explorer) -> None:
     ex.layer.value = "stage2"
     ex.method.value = "gradcam"
     np.testing.assert_array_equal(
-        ex.views.map_art.get_array(), ex._ds["attribution"].values[0, 1, 1]
+        ex.views.overlay.map, ex.session.ds["attribution"].values[0, 1, 1]
     )
-    assert ex.views.probe_layer.get_xdata()[0] == 1
+    assert ex.views.probe.band.get_xdata()[0] == 1
     ex.opacity.value = 0.8
-    assert ex.views.map_art.get_alpha() == pytest.approx(0.8)
+    overlay = ex.views.overlay
+    expected = composite(overlay.rgb, overlay.map, 0.8, "jet")
+    np.testing.assert_array_equal(overlay.art.get_array(), expected)
 
 
 def test_target_choice_and_search(explorer: Explorer, tiny) -> None:
@@ -302,7 +322,7 @@ def test_curves_button(explorer: Explorer) -> None:
         xs, ys, auc = result[kind]
         assert xs.shape == ys.shape == (225,) and xs[0] == 0 and xs[-1] == 1
         assert 0 <= auc <= 1
-    np.testing.assert_array_equal(ex.views.insertion_line.get_ydata(), result["insertion"][1])
+    np.testing.assert_array_equal(ex.views.curves.insertion.get_ydata(), result["insertion"][1])
     assert "insertion" in ex.dataset.data_vars
 
 
@@ -316,7 +336,7 @@ def test_export_and_browse_a_saved_dataset(explorer: Explorer, tmp_path: Path) -
     with Image.open(tmp_path / "state.png") as img:
         assert img.width > 600 and img.height > 400
     saved = hw.open_dataset(tmp_path / "state.nc")
-    np.testing.assert_array_equal(saved["attribution"].values, ex._ds["attribution"].values)
+    np.testing.assert_array_equal(saved["attribution"].values, ex.session.ds["attribution"].values)
 
     # Browsing without a model: the saved parameters; network inputs disabled with a reason.
     view = Explorer(dataset=tmp_path / "state.nc")
@@ -366,14 +386,17 @@ def test_save_figure_writes_every_accepted_format(explorer: Explorer, tmp_path, 
         buf = io.BytesIO()
         fig.savefig(buf, format="png", dpi=fig.dpi, facecolor="white")
         tiles[name] = np.asarray(Image.open(buf).convert("RGB"))
-    # The sheet lays the views out as the app does: four in a row, the grid below.
-    x = 0
-    for name in ("overlay", "lpw", "probe", "curves"):
+    # Under a caption line, the views that show something as the app does: the overlay and
+    # the low-pass wrap in a row (no probe, no curves yet), the grid below.
+    x, top = 0, 34
+    for name in ("overlay", "lpw"):
         h, w = tiles[name].shape[:2]
-        np.testing.assert_array_equal(sheet[:h, x : x + w], tiles[name])
+        np.testing.assert_array_equal(sheet[top : top + h, x : x + w], tiles[name])
         x += w
     grid = tiles["grid"]
+    assert sheet.shape[1] == max(x, grid.shape[1])
     np.testing.assert_array_equal(sheet[-grid.shape[0] :, : grid.shape[1]], grid)
+    assert (sheet[:top] < 128).any(), "no caption"
 
     out = ex.save_figure(tmp_path / f"sheet.{fmt}")
     assert out == tmp_path / f"sheet.{fmt}" and out.stat().st_size > 0
@@ -508,3 +531,115 @@ def test_explorer_notebook_reads_the_weights_from_the_environment(
     message = open_explorer()
     assert isinstance(message, W.HTML) and "could not be loaded" in message.value
     assert "HOLIWIDGET_WEIGHTS" in message.value and "Traceback" not in message.value
+
+
+SWEEP = (
+    Path(__file__).resolve().parents[1]
+    / "docs"
+    / "results"
+    / "sweep-mobilenet_v2-imagenet-val66.nc"
+)
+
+
+def test_the_sweep_view_follows_the_sliders_and_sets_them(explorer: Explorer) -> None:
+    ex = explorer
+    view = ex.views.sensitivity
+    assert ex.sweep_metric.disabled
+    ex.sweep_path.value = str(SWEEP)
+    ex.open_sweep.click()
+    assert ex.last_error is None, ex.last_error
+    assert not ex.sweep_metric.disabled and ex.sweep_metric.value == view.metric
+    ms, bs = view.medians, view.boxes
+    outline = view._outlines[0]
+    assert outline.get_visible() and outline.get_xy() == (ms.index(51) - 0.5, bs.index(91) - 0.5)
+    ex.box.value = 131  # the mark moves with the slider
+    assert outline.get_xy() == (ms.index(51) - 0.5, bs.index(131) - 0.5)
+    # A click on the cell (m 31, b 71) sets the sliders and re-denoises.
+    ax = view._axes[0]
+    px, py = ax.transData.transform((ms.index(31), bs.index(71)))
+    fig = ex.views.figures["sensitivity"]
+    fig.canvas.callbacks.process(
+        "button_press_event", MouseEvent("button_press_event", fig.canvas, px, py, button=1)
+    )
+    assert (ex.threshold.value, ex.median.value, ex.box.value) == (0.5, 31, 71)
+    att, prim, fund = maps(ex)
+    np.testing.assert_array_equal(att[0, 0], hw.holistic_map(prim[0], fund[0], 0.5, 31, 71)[0])
+    assert outline.get_xy() == (ms.index(31) - 0.5, bs.index(71) - 0.5)
+    metric = next(m for m in view.metrics if m != view.metric)
+    ex.sweep_metric.value = metric
+    assert view.metric == metric and ex.last_error is None
+    ex.sweep_path.value = str(SWEEP.with_name("missing.nc"))
+    ex.open_sweep.click()
+    assert "no such dataset" in ex.last_error
+
+
+def test_reset_browse_colormap_and_no_stale_text(explorer: Explorer) -> None:
+    ex = explorer
+    ex.threshold.value, ex.box.value = 0.2, 31
+    ex.reset.click()
+    assert (ex.threshold.value, ex.median.value, ex.box.value) == (0.5, 51, 91)
+    att, prim, fund = maps(ex)
+    np.testing.assert_array_equal(att[0, 0], hw.holistic_map(prim[0], fund[0])[0])
+    # Previous / next, and where we are.
+    assert ex.position.value == "image 1 / 4"
+    ex.next_image.click()
+    assert ex.image.value == "sample:coffee" and ex.position.value == "image 2 / 4"
+    ex.previous_image.click()
+    ex.previous_image.click()
+    assert ex.position.value == "image 4 / 4"
+    # A colormap for every map view.
+    ex.colormap.value = "turbo"
+    overlay = ex.views.overlay
+    turbo = composite(overlay.rgb, overlay.map, 0.5, "turbo")
+    np.testing.assert_array_equal(overlay.art.get_array(), turbo)
+    assert overlay.bar.get_cmap().name.startswith("turbo")
+    assert ex.views.grid.image.get_cmap().name.startswith("turbo")
+    # Curves go back to "not computed" when the target changes; search follows the target.
+    ex.compute_curves()
+    assert ex.views.curves.title.get_text() == "Holistic-CAM, stage1"
+    assert "AUC" in ex.views.curves.legend.get_texts()[0].get_text()
+    other = ex.target.options[1][1]
+    ex.target.value = other
+    assert ex.views.curves.title.get_text() == "not computed"
+    assert ex.search.value == f"class {other} ({other})"
+    # An error is replaced by the next success.
+    ex.layers.value = ()
+    assert ex.last_error and "error" in ex.status.value
+    ex.layers.value = ("stage1",)
+    assert ex.last_error is None and "error" not in ex.status.value
+    # A grid click replaces the status with what it did.
+    grid = ex.views.grid
+    click(ex, ex.views.figures["grid"], grid.ax, grid.cell[1] + 6 + 10, 10)
+    assert "probed pixel" in ex.status.value and "Grad-CAM, stage1" in ex.status.value
+
+
+def test_score_all_maps_shows_the_aucs_on_the_grid(explorer: Explorer) -> None:
+    ex = explorer
+    ex.score_button.click()
+    assert ex.last_error is None, ex.last_error
+    texts = ex.views.grid.auc_texts
+    assert len(texts) == 6 and all(
+        t.get_visible() and "ins" in t.get_text() for t in texts.values()
+    )
+    ds = ex.dataset
+    assert np.isfinite(ds["insertion_auc"].values).all()
+    ins, dele = ds["insertion_auc"].values[1, 2], ds["deletion_auc"].values[1, 2]
+    assert texts[(2, 1)].get_text() == f"ins {ins:.2f}  del {dele:.2f}"
+    ex.threshold.value = 0.3  # Holistic-CAM's maps changed: its AUCs go, Grad-CAM's stay
+    assert not texts[(0, 0)].get_visible() and texts[(0, 1)].get_visible()
+
+
+def test_exports_are_named_after_the_state_and_offered_as_downloads(
+    explorer: Explorer, tmp_path: Path, monkeypatch
+) -> None:
+    ex = explorer
+    ex.export_path.value = ""  # empty: named after the image, model, class and parameters
+    ex.threshold.value = 0.4
+    monkeypatch.chdir(tmp_path)
+    ex.save_figure_button.click()
+    ex.save_dataset_button.click()
+    assert ex.last_error is None, ex.last_error
+    stem = f"chelsea_TinyCNN_class{ex.session.target}_tau0.40_m51_b91"
+    assert sorted(p.name for p in tmp_path.iterdir()) == [f"{stem}.nc", f"{stem}.png"]
+    assert f'download="{stem}.nc"' in ex.download.value
+    assert hw.open_dataset(tmp_path / f"{stem}.nc")["image"].values[0] == "chelsea"

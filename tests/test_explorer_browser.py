@@ -46,6 +46,9 @@ OVERLAY = ".holiwidget-view-overlay .jupyter-matplotlib-canvas-div"
 PROBE_CANVAS = ".holiwidget-view-probe .jupyter-matplotlib-canvas-div"
 STATUS = ".holiwidget-status"
 PROBE = ".holiwidget-probe"
+SWEEP_CANVAS = ".holiwidget-view-sensitivity .jupyter-matplotlib-canvas-div"
+SWEEP = REPO / "docs" / "results" / "sweep-mobilenet_v2-imagenet-val66.nc"
+VIEWS = ("overlay", "lpw", "probe", "curves", "grid", "sensitivity")
 
 
 def _chromium() -> str:
@@ -84,6 +87,22 @@ def _shot(page, selector: str) -> Image.Image:
     loc = page.locator(selector).first
     loc.scroll_into_view_if_needed()
     return Image.open(io.BytesIO(loc.screenshot())).convert("RGB")
+
+
+def _places(page) -> dict[str, tuple]:
+    """Each view's box on the page, relative to the explorer's own box (scrolling aside)."""
+    return page.evaluate(
+        """() => {
+        const app = document.querySelector('.holiwidget-explorer').getBoundingClientRect();
+        const out = {};
+        for (const el of document.querySelectorAll('[class*="holiwidget-view-"]')) {
+            const name = [...el.classList].find(c => c.startsWith('holiwidget-view-')).slice(16);
+            const r = el.getBoundingClientRect();
+            out[name] = [r.x - app.x, r.y - app.y, r.width, r.height].map(Math.round);
+        }
+        return out;
+    }"""
+    )
 
 
 def _changed(before: Image.Image, after: Image.Image) -> float:
@@ -150,6 +169,8 @@ def test_explorer_in_jupyterlab(lab: str) -> None:
             before = _settled(page, OVERLAY)
             before.save(ARTIFACTS / "overlay-0.5.png")
             page.screenshot(path=str(ARTIFACTS / "2-explorer.png"))
+            places = _places(page)
+            assert set(places) == set(VIEWS), places
 
             # The threshold slider, by keyboard: 20 steps of 0.01 down from 0.5.
             handle = page.locator(".holiwidget-threshold .noUi-handle").first
@@ -190,6 +211,35 @@ def test_explorer_in_jupyterlab(lab: str) -> None:
             _settled(page, ".holiwidget-view-grid .jupyter-matplotlib-canvas-div").save(
                 ARTIFACTS / "grid.png"
             )
+            assert _places(page) == places, "a view moved when the probe appeared"
+
+            # The sweep's heatmaps, marked at the current setting; nothing else moves.
+            sweep = _settled(page, SWEEP_CANVAS)
+            page.locator(".holiwidget-sweep-path input").fill(str(SWEEP))
+            page.locator(".holiwidget-open-sweep").click()
+            shown, diff = _wait_changed(page, SWEEP_CANVAS, sweep)
+            assert diff > 0.5, "the sensitivity view did not show the sweep"
+            page.locator(SWEEP_CANVAS).first.scroll_into_view_if_needed()
+            page.screenshot(path=str(ARTIFACTS / "5-sensitivity.png"))
+            shown.save(ARTIFACTS / "sensitivity.png")
+            assert "error" not in page.locator(STATUS).first.text_content()
+            assert _places(page) == places, "a view moved when the sweep appeared"
+
+            # JupyterLab's dark theme: the status line stays legible (light text).
+            page.locator(".lm-MenuBar-itemLabel", has_text="Settings").first.click()
+            page.locator(".lm-Menu-itemLabel", has_text="Theme").first.hover()
+            page.locator(".lm-Menu-itemLabel", has_text="JupyterLab Dark").first.click()
+            page.wait_for_function(
+                "() => document.body.dataset.jpThemeLight === 'false'", timeout=REDRAW_S * 1000
+            )
+            page.locator(STATUS).first.scroll_into_view_if_needed()
+            time.sleep(1)
+            page.screenshot(path=str(ARTIFACTS / "6-dark.png"))
+            rgb = page.evaluate(
+                "() => getComputedStyle(document.querySelector('.holiwidget-status span')).color"
+            )
+            channels = [int(v) for v in rgb[rgb.index("(") + 1 : rgb.index(")")].split(",")[:3]]
+            assert sum(channels) / 3 > 128, f"status text {rgb} is dark on the dark theme"
         finally:
             browser.close()
 

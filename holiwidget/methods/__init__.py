@@ -53,8 +53,21 @@ LABELS = {
     "relevancecam": "Relevance-CAM",
     "iia": "IIA",
 }
+#: One fixed colour per method (matplotlib's tab10), for every view that tells methods apart.
+COLORS = {
+    "holistic": "tab:red",
+    "gradcam": "tab:blue",
+    "gradcampp": "tab:green",
+    "xgradcam": "tab:orange",
+    "eigencam": "tab:purple",
+    "layercam": "tab:brown",
+    "cameras": "tab:pink",
+    "relevancecam": "tab:olive",
+    "iia": "tab:cyan",
+}
 
 __all__ = [
+    "COLORS",
     "GRADIENT_METHODS",
     "LABELS",
     "METHODS",

@@ -1,0 +1,271 @@
+"""All the explorer's views, drawn from a :class:`~.session.Session`.
+
+:class:`Board` makes the figures (ipympl canvases in the app, Agg without a browser) and
+turns each session change into in-place updates of the views it touches. Each changed
+figure is then either redrawn whole (its labels changed) or has only its moving parts
+redrawn over a kept background (:class:`~.canvas.Frame`). In a kernel the frames are sent
+right after the change is handled (``call_soon`` on the kernel's event loop, the overlay
+first), without waiting for the browser to ask for a draw; elsewhere ``draw_idle``.
+Clicks on an image view come back as ``on_click(view, cell, y, x)``, a click on a sweep
+heatmap as ``on_pick(tau, m, b)``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import Callable
+
+import numpy as np
+from matplotlib.backend_bases import MouseEvent
+from matplotlib.figure import Figure
+
+from ..methods import LABELS
+from .canvas import Frame, move_crosshair, new_figure, pixel
+from .grid import GridView
+from .sensitivity import SensitivityView
+from .session import Session
+from .views import CurvesView, OverlayView, ProbeView, WrapView
+
+__all__ = ["VIEWS", "Board"]
+
+#: The views by name, with their figures' sizes in pixels.
+VIEWS = {
+    "overlay": (430, 400),
+    "lpw": (280, 330),
+    "probe": (400, 270),
+    "curves": (400, 270),
+    "grid": (700, 520),
+    "sensitivity": (760, 300),
+}
+
+
+class Board:
+    """The views (see :data:`VIEWS`) and what each session change does to them.
+
+    Args:
+        session: the state drawn.
+        on_click: called as ``on_click(view, cell, y, x)`` for a left click on a pixel of an
+            image view (``"overlay"``, ``"lpw"``, ``"grid"``; ``cell`` is the grid's (layer,
+            method) index, else None).
+        on_pick: called as ``on_pick(threshold, median, box)`` for a click on a sweep cell.
+        interactive: ipympl canvases (True) or Agg ones.
+    """
+
+    def __init__(
+        self,
+        session: Session,
+        on_click: Callable[[str, tuple[int, int] | None, int, int], None],
+        on_pick: Callable[[float, int, int], None],
+        *,
+        interactive: bool = True,
+    ) -> None:
+        self.session = session
+        self._on_click = on_click
+        fig = {
+            name: new_figure(w, h, name, interactive=interactive, tools=name == "overlay")
+            for name, (w, h) in VIEWS.items()
+        }
+        self.figures: dict[str, Figure] = fig
+        self.overlay = OverlayView(fig["overlay"])
+        self.lpw = WrapView(fig["lpw"])
+        self.probe = ProbeView(fig["probe"])
+        self.curves = CurvesView(fig["curves"])
+        self.grid = GridView(fig["grid"], session.cmap)
+        self.sensitivity = SensitivityView(fig["sensitivity"], on_pick)
+        self.sweep_shown = False
+        self.interactive = interactive
+        self.frames = {
+            "overlay": self.overlay.frame,
+            "lpw": self.lpw.frame,
+            "probe": self.probe.frame,
+            "curves": self.curves.frame,
+            "grid": self.grid.frame,
+            "sensitivity": Frame(fig["sensitivity"], []),
+        }
+        self._dirty: dict[str, bool] = {}  # view -> whole figure (True) or moving parts
+        self._structure: tuple = ()
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._pending = False
+        for name in ("overlay", "lpw", "grid"):
+            fig[name].canvas.mpl_connect("button_press_event", self._press)
+
+    def canvases(self) -> dict[str, object]:
+        """The figures' canvases by view name (ipympl widgets when interactive)."""
+        return {name: f.canvas for name, f in self.figures.items()}
+
+    # -- session changes -> views --------------------------------------------------------
+
+    def update(self, kind: str) -> None:
+        """Bring the views up to date after a session change of ``kind``, and redraw."""
+        s = self.session
+        if s.ds is None or kind in ("busy", "images"):
+            return
+        if kind == "dataset":
+            self._whole()
+        elif kind == "maps":
+            holistic = [i for i, m in enumerate(s.ds["cam"].values) if m == "holistic"]
+            self.grid.set_maps(s.ds["attribution"].values[0], holistic)
+            self._mark("grid")
+            self._current(moved=s.method == "holistic")
+            self._probe()
+            self._curves()
+            self._scores()
+            self._sweep_mark()
+        elif kind == "current":
+            self._current(moved=True)
+            self._mark("overlay", whole=True)  # its title names the map
+            self._curves()
+        elif kind == "probe":
+            self._probe()
+        elif kind == "curves":
+            self._curves()
+        elif kind == "scores":
+            self._scores()
+        elif kind == "look":
+            self.overlay.show(alpha=s.opacity, cmap=s.cmap)
+            self.grid.set_cmap(s.cmap)
+            self._mark("overlay", whole=True)
+            self._mark("grid", whole=True)
+        self.draw()
+
+    def _mark(self, name: str, whole: bool = False) -> None:
+        self._dirty[name] = self._dirty.get(name, False) or whole
+
+    def _whole(self) -> None:
+        s, ds = self.session, self.session.ds
+        layers, methods = [str(v) for v in ds["layer"].values], [str(v) for v in ds["cam"].values]
+        size = (ds.sizes["y"], ds.sizes["x"])
+        if (layers, methods, size) != self._structure:
+            self._structure = (layers, methods, size)
+            self.grid.structure(layers, methods, size)
+            self.grid.set_cmap(s.cmap)
+            self.probe.structure(layers, methods)
+            self.overlay.set_size(*size)
+            self.lpw.set_size(*size)
+        self.overlay.show(rgb=np.asarray(ds["input"].values[0]), alpha=s.opacity, cmap=s.cmap)
+        self.grid.set_maps(ds["attribution"].values[0])
+        self._current(moved=True)
+        self._probe()
+        self._curves()
+        self._scores()
+        self._sweep_mark()
+        for name in ("overlay", "lpw", "probe", "grid"):
+            self._mark(name, whole=True)
+
+    def _current(self, moved: bool) -> None:
+        """The current map: overlay (when ``moved``), low-pass wrap, grid frame, probe band."""
+        s, ds = self.session, self.session.ds
+        li, mi = s.indices()
+        if moved:
+            self.overlay.show(saliency=ds["attribution"].values[0, mi, li])
+            self._mark("overlay")
+        name = str(ds["target_name"].values[0]) if "target_name" in ds.coords else ""
+        label = s.provider.sources[s.image].label
+        self.overlay.title.set_text(f"{label}: {name}\n{LABELS.get(s.method, s.method)}, {s.layer}")
+        if "primary" not in ds.data_vars:
+            self.lpw.title.set_text("no low-pass wrap\n(no Holistic-CAM maps)")
+        else:
+            self.lpw.art.set_data(ds["lpw"].values[0, li])
+            self.lpw.title.set_text(f"low-pass wrap\n{s.layer}\n{s.denoising_text()}")
+        self.grid.set_current(li, mi)
+        self.probe.set_layer(li)
+        for view in ("lpw", "grid", "probe"):
+            self._mark(view)
+
+    def _probe(self) -> None:
+        s = self.session
+        y, x = s.probe if s.probe is not None else (None, None)
+        values = None
+        if s.probe is not None:
+            values = s.ds["attribution"].values[0, :, :, y, x]
+        self.probe.set_probe(y, x, values)
+        for cross in (self.overlay.cross, self.lpw.cross):
+            move_crosshair(cross, y, x)
+        self.grid.set_probe(y, x)
+        for view in ("probe", "overlay", "lpw", "grid"):
+            self._mark(view)
+
+    def _curves(self) -> None:
+        s, ds = self.session, self.session.ds
+        what = f"{LABELS.get(s.method, s.method)}, {s.layer}"
+        clean = float(ds["probability"].values[0]) if "probability" in ds.coords else 0.0
+        state = (id(s.curves), s.curves_note, what, clean)
+        if state != getattr(self, "_curves_shown", None):
+            self._curves_shown = state
+            self.curves.set_curves(s.curves, s.curves_note, clean, what)
+            self._mark("curves", whole=True)
+
+    def _scores(self) -> None:
+        s, ds = self.session, self.session.ds
+        layers, methods = list(ds["layer"].values), list(ds["cam"].values)
+        cells = {
+            (layers.index(layer), methods.index(method)): auc
+            for (layer, method), auc in s.scores.items()
+            if layer in layers and method in methods
+        }
+        self.grid.set_scores(cells)
+        self._mark("grid")
+
+    def _sweep_mark(self) -> None:
+        if self.sweep_shown:
+            s = self.session
+            self.sensitivity.mark(s.threshold, s.median, s.box, denoise=s.denoise, layer=s.layer)
+            self._mark("sensitivity", whole=True)
+
+    def show_sweep(self, results: object, metric: str | None = None) -> None:
+        """Open a sweep's results in the sensitivity view, marked at the current setting."""
+        self.sensitivity.set_results(results, metric=metric)
+        self.sweep_shown = True
+        self._sweep_mark()
+        self.draw()
+
+    # -- drawing -------------------------------------------------------------------------
+
+    def attach(self) -> None:
+        """Send frames from the running event loop (call it in the kernel's thread)."""
+        with contextlib.suppress(RuntimeError):
+            self._loop = asyncio.get_running_loop()
+
+    def draw(self) -> None:
+        """Redraw the changed views: at once after this change in a kernel, else when idle."""
+        if not self.interactive:
+            self._dirty.clear()  # Agg figures are drawn when saved
+        elif self._loop is None:
+            for name in self._dirty:
+                self.figures[name].canvas.draw_idle()
+            self._dirty.clear()
+        elif not self._pending:
+            self._pending = True
+            self._loop.call_soon_threadsafe(self._render)
+
+    def _render(self) -> None:
+        self._pending = False
+        dirty, self._dirty = self._dirty, {}
+        for name in VIEWS:  # the overlay first
+            if name in dirty:
+                if dirty[name]:
+                    self.frames[name].full()
+                else:
+                    self.frames[name].blit()
+
+    # -- clicks --------------------------------------------------------------------------
+
+    def _press(self, event: MouseEvent) -> None:
+        ax = event.inaxes
+        if ax is None or event.xdata is None or event.ydata is None or event.button != 1:
+            return
+        toolbar = getattr(event.canvas, "toolbar", None)
+        if toolbar is not None and str(getattr(toolbar, "mode", "")):
+            return  # zooming or panning
+        height, width = self.grid.size
+        if ax is self.grid.ax:
+            hit = self.grid.at(event.xdata, event.ydata)
+            if hit is not None:
+                self._on_click("grid", *hit)
+            return
+        y, x = pixel(event.ydata, height), pixel(event.xdata, width)
+        if ax is self.overlay.ax:
+            self._on_click("overlay", None, y, x)
+        elif ax is self.lpw.ax:
+            self._on_click("lpw", None, y, x)

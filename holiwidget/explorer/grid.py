@@ -1,0 +1,216 @@
+"""The grid view: every layer x method map on one colour scale, as one mosaic image.
+
+The maps are reduced to :data:`CELL` pixels a side (a block mean) and placed in one array,
+drawn by one image artist: a 4 x 5 grid costs one image's draw, not twenty axes'. Method
+names head the columns in each method's colour, layer names label the rows, the current
+map is framed, the probe's crosshair shows in every cell, and each cell can carry its
+insertion / deletion AUCs. Only a change of the layer or method lists rebuilds the figure.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import cv2
+import matplotlib
+import numpy as np
+from matplotlib.colors import Colormap
+from matplotlib.lines import Line2D
+from matplotlib.patches import Rectangle
+
+from ..methods import COLORS, LABELS
+from .canvas import DPI, FONT, Frame, image_axes
+
+__all__ = ["CELL", "GridView", "mosaic"]
+
+#: A cell's largest side in pixels (224-pixel maps show at 112), and the gap between cells.
+CELL, GAP = 112, 6
+_LEFT, _TOP, _BOTTOM, _BAR = 110, 34, 10, 80
+_HIGHLIGHT = "#ff2bd6"
+
+
+def _reduce(maps: np.ndarray) -> np.ndarray:
+    """(..., H, W) maps reduced to at most CELL pixels a side (area averaging)."""
+    height, width = maps.shape[-2:]
+    k = max(1, -(-max(height, width) // CELL))
+    if k == 1:
+        return maps
+    size = (width // k, height // k)
+    flat = maps.reshape(-1, height, width)
+    small = [cv2.resize(m, size, interpolation=cv2.INTER_AREA) for m in flat]
+    return np.stack(small).reshape(*maps.shape[:-2], size[1], size[0])
+
+
+def _with_gaps(cmap: str | Colormap) -> Colormap:
+    """The colormap with white for NaN (the gaps between cells)."""
+    base = matplotlib.colormaps[cmap] if isinstance(cmap, str) else cmap
+    return base.with_extremes(bad="white")
+
+
+def mosaic(attribution: np.ndarray) -> np.ndarray:
+    """The grid's image: (layer rows x method columns) cells of reduced maps, NaN gaps.
+
+    Args:
+        attribution: (method, layer, H, W) maps.
+    """
+    small = _reduce(np.asarray(attribution, dtype=np.float32))
+    methods, layers, h, w = small.shape
+    out = np.full((layers * (h + GAP) - GAP, methods * (w + GAP) - GAP), np.nan, np.float32)
+    for mi in range(methods):
+        for li in range(layers):
+            y, x = li * (h + GAP), mi * (w + GAP)
+            out[y : y + h, x : x + w] = small[mi, li]
+    return out
+
+
+class GridView:
+    """The layer x method grid (see the module's notes).
+
+    Attributes:
+        figure: the view's figure (made by the caller, with its canvas).
+        image: the mosaic's image artist; outline: the current cell's frame.
+        frame: redraws the moving parts (see :class:`~.canvas.Frame`).
+    """
+
+    def __init__(self, figure: object, cmap: str | Colormap) -> None:
+        self.figure = figure
+        self.layers: list[str] = []
+        self.methods: list[str] = []
+        self.size = (224, 224)
+        self.cell = (CELL, CELL)
+        self._cmap = cmap
+        self.frame = Frame(figure, [])
+        self._build()
+
+    def _build(self) -> None:
+        fig = self.figure
+        fig.clear()
+        rows, cols = max(1, len(self.layers)), max(1, len(self.methods))
+        ch, cw = self.cell
+        inner_w, inner_h = cols * (cw + GAP) - GAP, rows * (ch + GAP) - GAP
+        width, height = _LEFT + inner_w + _BAR, _TOP + inner_h + _BOTTOM
+        fig.set_size_inches(width / DPI, height / DPI, forward=True)
+        self.ax = fig.add_axes((_LEFT / width, _BOTTOM / height, inner_w / width, inner_h / height))
+        image_axes(self.ax)
+        for spine in self.ax.spines.values():
+            spine.set_visible(False)
+        blank = np.full((inner_h, inner_w), np.nan, np.float32)
+        self.image = self.ax.imshow(
+            blank, cmap=_with_gaps(self._cmap), vmin=0.0, vmax=1.0, interpolation="nearest"
+        )
+        for mi, method in enumerate(self.methods):
+            self.ax.text(
+                mi * (cw + GAP) + cw / 2, -8, LABELS.get(method, method), ha="center",
+                va="bottom", fontsize=FONT["title"], fontweight="bold",
+                color=COLORS.get(method, "black"),
+            )  # fmt: skip
+        for li, layer in enumerate(self.layers):
+            self.ax.text(
+                -8, li * (ch + GAP) + ch / 2, layer, ha="right", va="center",
+                fontsize=FONT["label"],
+            )  # fmt: skip
+        self.outline = Rectangle((0, 0), cw, ch, fill=False, edgecolor=_HIGHLIGHT, linewidth=3.5)
+        self.outline.set_visible(False)
+        self.ax.add_patch(self.outline)
+        self.cross = Line2D([], [], color="white", linewidth=0.9, linestyle="--", alpha=0.9)
+        self.ax.add_line(self.cross)
+        self.auc_texts = {
+            (li, mi): self.ax.text(
+                mi * (cw + GAP) + 3,
+                li * (ch + GAP) + ch - 3,
+                "",
+                ha="left",
+                va="bottom",
+                fontsize=FONT["tick"],
+                color="black",
+                bbox={"facecolor": "white", "alpha": 0.75, "pad": 1, "linewidth": 0},
+            )
+            for li in range(len(self.layers))
+            for mi in range(len(self.methods))
+        }
+        bar = fig.add_axes(
+            ((width - _BAR + 14) / width, _BOTTOM / height, 12 / width, inner_h / height)
+        )
+        fig.colorbar(self.image, cax=bar).set_label("attribution, 0-1", fontsize=FONT["label"])
+        bar.tick_params(labelsize=FONT["tick"])
+        self.current: tuple[int, int] | None = None
+        self.frame.reset([self.image, self.outline, self.cross, *self.auc_texts.values()])
+
+    def structure(
+        self, layers: Sequence[str], methods: Sequence[str], size: tuple[int, int]
+    ) -> bool:
+        """Rebuild if the layer or method lists or the maps' size changed; returns whether."""
+        layers, methods, size = list(layers), list(methods), tuple(size)
+        if (layers, methods, size) == (self.layers, self.methods, self.size):
+            return False
+        self.layers, self.methods, self.size = layers, methods, size
+        self.cell = _reduce(np.zeros((1, *size), np.float32)).shape[-2:]
+        self._build()
+        return True
+
+    def set_maps(self, attribution: np.ndarray, methods: Sequence[int] | None = None) -> None:
+        """The cells' maps: ``attribution`` is (method, layer, H, W); ``methods``: only
+        those columns changed (None: all)."""
+        if methods is None:
+            self.image.set_data(mosaic(attribution))
+            return
+        data = np.asarray(self.image.get_array())
+        ch, cw = self.cell
+        for mi in methods:
+            small = _reduce(np.asarray(attribution[mi], dtype=np.float32))
+            for li in range(small.shape[0]):
+                y, x = li * (ch + GAP), mi * (cw + GAP)
+                data[y : y + ch, x : x + cw] = small[li]
+        self.image.set_data(data)
+
+    def cell_map(self, layer: int, method: int) -> np.ndarray:
+        """The reduced map a cell shows (for checks)."""
+        ch, cw = self.cell
+        y, x = layer * (ch + GAP), method * (cw + GAP)
+        return np.asarray(self.image.get_array())[y : y + ch, x : x + cw]
+
+    def set_cmap(self, cmap: str) -> None:
+        self._cmap = cmap
+        self.image.set_cmap(_with_gaps(cmap))
+
+    def set_current(self, layer: int, method: int) -> None:
+        """Frame the current map's cell."""
+        ch, cw = self.cell
+        self.outline.set_xy((method * (cw + GAP) - 0.5, layer * (ch + GAP) - 0.5))
+        self.outline.set_visible(True)
+        self.current = (layer, method)
+
+    def set_probe(self, y: int | None, x: int | None) -> None:
+        """The crosshair at map pixel (y, x) in every cell (None hides it)."""
+        if y is None or x is None:
+            self.cross.set_data([], [])
+            return
+        ch, cw = self.cell
+        sy, sx = (y + 0.5) * ch / self.size[0] - 0.5, (x + 0.5) * cw / self.size[1] - 0.5
+        xs, ys = [], []
+        for li in range(len(self.layers)):
+            for mi in range(len(self.methods)):
+                top, left = li * (ch + GAP), mi * (cw + GAP)
+                xs += [left - 0.5, left + cw - 0.5, np.nan, left + sx, left + sx, np.nan]
+                ys += [top + sy, top + sy, np.nan, top - 0.5, top + ch - 0.5, np.nan]
+        self.cross.set_data(xs, ys)
+
+    def set_scores(self, scores: dict[tuple[int, int], tuple[float, float]]) -> None:
+        """Each scored cell's insertion and deletion AUCs; unscored cells show nothing."""
+        for cell, text in self.auc_texts.items():
+            auc = scores.get(cell)
+            text.set_text("" if auc is None else f"ins {auc[0]:.2f}  del {auc[1]:.2f}")
+            text.set_visible(auc is not None)
+
+    def at(self, xdata: float, ydata: float) -> tuple[tuple[int, int], int, int] | None:
+        """The cell (layer, method) and map pixel (y, x) under data coordinates, or None."""
+        ch, cw = self.cell
+        li, ry = divmod(ydata + 0.5, ch + GAP)
+        mi, rx = divmod(xdata + 0.5, cw + GAP)
+        if not (0 <= li < len(self.layers) and 0 <= mi < len(self.methods)):
+            return None
+        if ry >= ch or rx >= cw:
+            return None  # a gap
+        y = min(self.size[0] - 1, int(ry * self.size[0] / ch))
+        x = min(self.size[1] - 1, int(rx * self.size[1] / cw))
+        return (int(li), int(mi)), y, x
