@@ -12,6 +12,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from matplotlib import colormaps
 from matplotlib.backend_bases import MouseEvent
 from PIL import Image
 
@@ -593,7 +594,10 @@ def test_reset_browse_colormap_and_no_stale_text(explorer: Explorer) -> None:
     turbo = composite(overlay.rgb, overlay.map, 0.5, "turbo")
     np.testing.assert_array_equal(overlay.art.get_array(), turbo)
     assert overlay.bar.get_cmap().name.startswith("turbo")
-    assert ex.views.grid.image.get_cmap().name.startswith("turbo")
+    grid = ex.views.grid
+    assert grid.bar.get_cmap().name.startswith("turbo")
+    turbo_grid = colormaps["turbo"].with_extremes(bad="white")(grid.values, bytes=True)
+    np.testing.assert_array_equal(grid.image.get_array(), turbo_grid)
     # Curves go back to "not computed" when the target changes; search follows the target.
     ex.compute_curves()
     assert ex.views.curves.title.get_text() == "Holistic-CAM, stage1"

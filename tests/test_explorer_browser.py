@@ -4,8 +4,11 @@ The test starts `holiwidget lab` (JupyterLab on a working copy of notebooks/expl
 a temporary folder) on a free loopback port with a random token, runs the notebook
 (MobileNetV2 with the shared weights, read from HOLIWIDGET_WEIGHTS), moves the threshold
 slider with the keyboard and checks that the fused view's pixels change, clicks a pixel and
-checks that the probe changes, then terminates `holiwidget lab` and checks that nothing is
-left running. Screenshots go to test-artifacts/.
+checks that the probe changes, opens a sweep's results in the sensitivity view, checks that
+no view moved on the page meanwhile, switches JupyterLab to its dark theme and checks that
+the status line stays legible, then terminates `holiwidget lab` and checks that nothing is
+left running. Screenshots go to test-artifacts/ (first render, after the slider move, after
+the probe click, with the sensitivity view, in the dark theme).
 
 Without chromium the test is skipped, except in CI (``CI`` set), where it fails: .ci/run
 installs chromium when it is missing, and a browser that cannot start is a failure.
@@ -90,10 +93,10 @@ def _shot(page, selector: str) -> Image.Image:
 
 
 def _places(page) -> dict[str, tuple]:
-    """Each view's box on the page, relative to the explorer's own box (scrolling aside)."""
+    """Each view's box relative to the overlay's (scrolling and the page's width aside)."""
     return page.evaluate(
         """() => {
-        const app = document.querySelector('.holiwidget-explorer').getBoundingClientRect();
+        const app = document.querySelector('.holiwidget-view-overlay').getBoundingClientRect();
         const out = {};
         for (const el of document.querySelectorAll('[class*="holiwidget-view-"]')) {
             const name = [...el.classList].find(c => c.startsWith('holiwidget-view-')).slice(16);
@@ -214,7 +217,7 @@ def test_explorer_in_jupyterlab(lab: str) -> None:
             assert _places(page) == places, "a view moved when the probe appeared"
 
             # The sweep's heatmaps, marked at the current setting; nothing else moves.
-            sweep = _settled(page, SWEEP_CANVAS)
+            sweep = _shot(page, SWEEP_CANVAS)  # the placeholder text
             page.locator(".holiwidget-sweep-path input").fill(str(SWEEP))
             page.locator(".holiwidget-open-sweep").click()
             shown, diff = _wait_changed(page, SWEEP_CANVAS, sweep)

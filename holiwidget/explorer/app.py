@@ -28,7 +28,7 @@ from ..images import ImageInput
 from ..methods.holistic import Denoising
 from .board import Board
 from .controls import Controls, PageProgress
-from .downloads import confined_path, download_link
+from .downloads import download_link, user_path
 from .export import caption, default_name, export_path, save_sheet, state_dataset
 from .layout import build_layout
 from .providers import DatasetProvider, ModelProvider
@@ -177,11 +177,11 @@ class Explorer(Controls):
         clicks = {
             "previous_image": lambda: self._step(-1),
             "next_image": lambda: self._step(1),
-            "load_folder": lambda: self.add_images(folder_sources(self._path(self.folder.value, "folder"))),
+            "load_folder": lambda: self.add_images(folder_sources(user_path(self._data, self.folder.value, "folder"))),
             "reset": self._reset,
             "curves_button": self.compute_curves,
             "score_button": self.score_all,
-            "open_sweep": lambda: self.show_sweep(self._path(self.sweep_path.value, "sweep")),
+            "open_sweep": lambda: self.show_sweep(user_path(self._data, self.sweep_path.value, "sweep")),
             "save_dataset_button": lambda: self._exported(self.save_dataset(self._export("dataset"))),
             "save_figure_button": lambda: self._exported(self.save_figure(self._export("figure"))),
         }  # fmt: skip
@@ -243,9 +243,17 @@ class Explorer(Controls):
 
     def _changed(self, kind: str) -> None:
         self.views.update(kind)
-        if kind != "busy":  # a success replaces the status (and an earlier error)
-            self.last_error = None
-        self.reflect(self.session, kind, self.views.sweep_shown)
+        if kind == "map":  # the first part of "maps"
+            return
+        if kind == "busy":  # at once: the controls are disabled while passes run
+            self.reflect(self.session, kind, self.views.sweep_shown)
+            return
+        self.last_error = None  # a success replaces the status (and an earlier error)
+        self.views.then(
+            lambda: self.reflect(
+                self.session, kind, self.views.sweep_shown, status=self.last_error is None
+            )
+        )
 
     def _fail(self, message: str) -> None:
         self.last_error = message
@@ -326,13 +334,6 @@ class Explorer(Controls):
             self.sweep_metric.options = self.views.sensitivity.metrics
             self.sweep_metric.value = self.views.sensitivity.metric
         self.sync(self.session, True)
-
-    def _path(self, text: str, what: str) -> Path:
-        if self._data is not None:
-            return confined_path(self._data, text, what)
-        if not str(text).strip():
-            raise HoliwidgetError(f"type a {what} path first")
-        return Path(str(text).strip()).expanduser()
 
     def _export(self, kind: str) -> Path:
         return export_path(self.export_path.value, kind, default_name(self.session), self._data)

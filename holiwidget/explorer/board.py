@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import time
 from collections.abc import Callable
 
 import numpy as np
@@ -29,13 +30,21 @@ from .views import CurvesView, OverlayView, ProbeView, WrapView
 
 __all__ = ["VIEWS", "Board"]
 
+#: The order frames are sent in: those with speed targets first, the slow ones last.
+_ORDER = ("overlay", "probe", "grid", "lpw", "sensitivity", "curves")
+#: The views redrawn at once after a slider move, and after a click; the others wait until
+#: the changes rest for _SETTLE_S (a new dataset redraws everything at once).
+_SLIDER_FIRST, _CLICK_FIRST, _SETTLE_S = ("overlay", "grid"), ("overlay", "probe", "grid"), 0.12
+#: The least time between two frames of a view while changes come faster (a burst of key
+#: presses): the frames in between are skipped, the last one always sent.
+_GAP_S = {"grid": 0.15}
 #: The views by name, with their figures' sizes in pixels.
 VIEWS = {
     "overlay": (430, 400),
     "lpw": (280, 330),
     "probe": (400, 270),
     "curves": (400, 270),
-    "grid": (700, 520),
+    "grid": (820, 520),
     "sensitivity": (760, 300),
 }
 
@@ -87,6 +96,12 @@ class Board:
         self._structure: tuple = ()
         self._loop: asyncio.AbstractEventLoop | None = None
         self._pending = False
+        self._after: list[Callable[[], None]] = []
+        self._urgent: set[str] = set()
+        self._later: dict[str, bool] = {}
+        self._settle: asyncio.TimerHandle | None = None
+        self._held: dict[str, asyncio.TimerHandle] = {}
+        self._painted: dict[str, float] = {}
         for name in ("overlay", "lpw", "grid"):
             fig[name].canvas.mpl_connect("button_press_event", self._press)
 
@@ -103,18 +118,22 @@ class Board:
             return
         if kind == "dataset":
             self._whole()
+        elif kind == "map":  # the map in view: sent at once, before the other layers
+            self._current(moved=s.method == "holistic", place=False)
+            if "overlay" in self._dirty and self._loop is not None and self.interactive:
+                self._paint("overlay", self._dirty.pop("overlay"))
+            return
         elif kind == "maps":
             holistic = [i for i, m in enumerate(s.ds["cam"].values) if m == "holistic"]
             self.grid.set_maps(s.ds["attribution"].values[0], holistic)
             self._mark("grid")
-            self._current(moved=s.method == "holistic")
-            self._probe()
+            if s.probe is not None:
+                self._probe()
             self._curves()
             self._scores()
             self._sweep_mark()
         elif kind == "current":
             self._current(moved=True)
-            self._mark("overlay", whole=True)  # its title names the map
             self._curves()
         elif kind == "probe":
             self._probe()
@@ -127,6 +146,10 @@ class Board:
             self.grid.set_cmap(s.cmap)
             self._mark("overlay", whole=True)
             self._mark("grid", whole=True)
+        if kind == "dataset":
+            self._urgent |= set(self._dirty)
+        else:
+            self._urgent |= set(_SLIDER_FIRST if kind == "maps" else _CLICK_FIRST)
         self.draw()
 
     def _mark(self, name: str, whole: bool = False) -> None:
@@ -153,8 +176,9 @@ class Board:
         for name in ("overlay", "lpw", "probe", "grid"):
             self._mark(name, whole=True)
 
-    def _current(self, moved: bool) -> None:
-        """The current map: overlay (when ``moved``), low-pass wrap, grid frame, probe band."""
+    def _current(self, moved: bool, place: bool = True) -> None:
+        """The current map: overlay (when ``moved``), low-pass wrap, and (``place``) the
+        grid's frame and the probe's band."""
         s, ds = self.session, self.session.ds
         li, mi = s.indices()
         if moved:
@@ -168,10 +192,12 @@ class Board:
         else:
             self.lpw.art.set_data(ds["lpw"].values[0, li])
             self.lpw.title.set_text(f"low-pass wrap\n{s.layer}\n{s.denoising_text()}")
-        self.grid.set_current(li, mi)
-        self.probe.set_layer(li)
-        for view in ("lpw", "grid", "probe"):
-            self._mark(view)
+        self._mark("lpw")
+        if place:
+            self.grid.set_current(li, mi)
+            self.probe.set_layer(li)
+            self._mark("grid")
+            self._mark("probe")
 
     def _probe(self) -> None:
         s = self.session
@@ -240,14 +266,63 @@ class Board:
             self._loop.call_soon_threadsafe(self._render)
 
     def _render(self) -> None:
+        """Send the urgent views' frames now (after a slider move: the overlay and the grid);
+        the others' once the changes pause for :data:`_SETTLE_S`, so that a burst of slider
+        moves redraws them once."""
         self._pending = False
         dirty, self._dirty = self._dirty, {}
-        for name in VIEWS:  # the overlay first
-            if name in dirty:
-                if dirty[name]:
-                    self.frames[name].full()
-                else:
-                    self.frames[name].blit()
+        urgent, self._urgent = self._urgent, set()
+        after, self._after = self._after, []
+        now = time.monotonic()
+        for name in _ORDER:
+            if name not in dirty:
+                continue
+            if name not in urgent:
+                self._later[name] = self._later.get(name, False) or dirty[name]
+            elif now - self._painted.get(name, 0.0) < _GAP_S.get(name, 0.0) and not dirty[name]:
+                self._hold(name)  # painted moments ago (a burst): once more after the gap
+            else:
+                self._paint(name, dirty[name] or self._later.pop(name, False))
+        if self._later:
+            if self._settle is not None:
+                self._settle.cancel()
+            self._settle = self._loop.call_later(_SETTLE_S, self._render_later)
+        for fn in after:
+            fn()
+
+    def _render_later(self) -> None:
+        self._settle = None
+        later, self._later = self._later, {}
+        for name in _ORDER:
+            if name in later:
+                self._paint(name, later[name])
+
+    def _hold(self, name: str) -> None:
+        if name not in self._held:
+            delay = _GAP_S[name] - (time.monotonic() - self._painted[name])
+            self._held[name] = self._loop.call_later(max(0.0, delay), self._release, name)
+
+    def _release(self, name: str) -> None:
+        del self._held[name]
+        self._paint(name, self._later.pop(name, False))
+
+    def _paint(self, name: str, whole: bool) -> None:
+        self._painted[name] = time.monotonic()
+        if whole:
+            self.frames[name].full()
+        else:
+            self.frames[name].blit()
+
+    def then(self, fn: Callable[[], None]) -> None:
+        """Run ``fn`` once the changed views are drawn (at once without a kernel's loop): the
+        page's text readouts follow the frames, so that the maps reach the browser first."""
+        if self._loop is None or not self.interactive:
+            fn()
+            return
+        self._after.append(fn)
+        if not self._pending:
+            self._pending = True
+            self._loop.call_soon_threadsafe(self._render)
 
     # -- clicks --------------------------------------------------------------------------
 

@@ -130,9 +130,10 @@ class Controls:
             self.colormap.value, self.opacity.value = s.cmap, s.opacity
             self._denoising(s)
 
-    def reflect(self, s: Session, kind: str, sweep: bool) -> None:
+    def reflect(self, s: Session, kind: str, sweep: bool, status: bool = True) -> None:
         """Show a session change of ``kind`` in the controls and readouts (see
-        :class:`~.session.Session` for the kinds); ``sweep``: a sweep is shown."""
+        :class:`~.session.Session` for the kinds); ``sweep``: a sweep is shown; ``status``:
+        replace the status line (not over a later error)."""
         with self._silently():
             if kind in ("dataset", "images"):
                 self._images(s)
@@ -151,7 +152,7 @@ class Controls:
                 [str(v) for v in s.ds["cam"].values],
                 s.indices(),
             )
-        if kind != "busy":  # a success replaces the status (and an earlier error)
+        if kind != "busy" and status:  # a success replaces the status (and an earlier error)
             self.progress.bar_style = "success"
             self.status.value = status_html(*s.note)
         self.sync(s, sweep)

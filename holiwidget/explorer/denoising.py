@@ -7,6 +7,7 @@ Holistic-CAM's low-pass wrap per layer (the factor, 0..255, the map is multiplie
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 
 import numpy as np
 import xarray as xr
@@ -25,11 +26,19 @@ def with_lpw(ds: xr.Dataset) -> xr.Dataset:
     return ds
 
 
-def redenoise(ds: xr.Dataset, threshold: float, median: int, box: int, denoise: bool) -> None:
+def redenoise(
+    ds: xr.Dataset,
+    threshold: float,
+    median: int,
+    box: int,
+    denoise: bool,
+    layers: Sequence[int] | None = None,
+) -> None:
     """Recompute Holistic-CAM maps and low-pass wraps in place from the kept PHA and M_f.
 
     No network pass: :func:`holiwidget.holistic_map` per (image, layer). Updates
     ``attribution`` (cam ``holistic``, when shown), ``lpw`` and the ``parameters`` attribute.
+    ``layers``: only these layer indices (None: all).
     """
     if "primary" not in ds.data_vars:
         return
@@ -41,7 +50,7 @@ def redenoise(ds: xr.Dataset, threshold: float, median: int, box: int, denoise: 
     cams = [str(c) for c in ds["cam"].values]
     hi = cams.index("holistic") if "holistic" in cams else None
     for i in range(prim.shape[0]):
-        for li in range(prim.shape[1]):
+        for li in range(prim.shape[1]) if layers is None else layers:
             cam, wrap = holistic_map(
                 prim[i, li], fund[i, li], threshold, median, box, denoise=denoise
             )

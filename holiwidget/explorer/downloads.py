@@ -10,7 +10,7 @@ from pathlib import Path
 
 from ..errors import HoliwidgetError
 
-__all__ = ["MAX_DOWNLOAD_BYTES", "confined_path", "download_link"]
+__all__ = ["MAX_DOWNLOAD_BYTES", "confined_path", "download_link", "user_path"]
 
 #: The largest export handed to the browser as a download (it travels base64-encoded).
 MAX_DOWNLOAD_BYTES = 64 * 2**20
@@ -34,6 +34,15 @@ def confined_path(root: Path, text: str, what: str) -> Path:
             f"inside {root} (give a name relative to it)"
         )
     return path
+
+
+def user_path(root: Path | None, text: str, what: str) -> Path:
+    """A path typed into the app: inside the data folder ``root`` when there is one."""
+    if root is not None:
+        return confined_path(root, text, what)
+    if not str(text).strip():
+        raise HoliwidgetError(f"type a {what} path first")
+    return Path(str(text).strip()).expanduser()
 
 
 def download_link(path: Path) -> str:

@@ -14,7 +14,8 @@ from collections.abc import Sequence
 import cv2
 import matplotlib
 import numpy as np
-from matplotlib.colors import Colormap
+from matplotlib.cm import ScalarMappable
+from matplotlib.colors import Colormap, Normalize
 from matplotlib.lines import Line2D
 from matplotlib.patches import Rectangle
 
@@ -25,7 +26,7 @@ __all__ = ["CELL", "GridView", "mosaic"]
 
 #: A cell's largest side in pixels (224-pixel maps show at 112), and the gap between cells.
 CELL, GAP = 112, 6
-_LEFT, _TOP, _BOTTOM, _BAR = 110, 34, 10, 80
+_LEFT, _TOP, _BOTTOM, _BAR = 150, 34, 10, 80
 _HIGHLIGHT = "#ff2bd6"
 
 
@@ -68,7 +69,8 @@ class GridView:
 
     Attributes:
         figure: the view's figure (made by the caller, with its canvas).
-        image: the mosaic's image artist; outline: the current cell's frame.
+        values: the mosaic of attributions (NaN gaps); image: its artist, in colour.
+        bar: the colour scale; outline: the current cell's frame.
         frame: redraws the moving parts (see :class:`~.canvas.Frame`).
     """
 
@@ -95,9 +97,9 @@ class GridView:
         for spine in self.ax.spines.values():
             spine.set_visible(False)
         blank = np.full((inner_h, inner_w), np.nan, np.float32)
-        self.image = self.ax.imshow(
-            blank, cmap=_with_gaps(self._cmap), vmin=0.0, vmax=1.0, interpolation="nearest"
-        )
+        self.values = blank  # the mosaic's attributions; the image shows them coloured
+        self.image = self.ax.imshow(self._colour(blank), interpolation="none")
+        self.bar = ScalarMappable(Normalize(0.0, 1.0), self._cmap)
         for mi, method in enumerate(self.methods):
             self.ax.text(
                 mi * (cw + GAP) + cw / 2, -8, LABELS.get(method, method), ha="center",
@@ -131,7 +133,7 @@ class GridView:
         bar = fig.add_axes(
             ((width - _BAR + 14) / width, _BOTTOM / height, 12 / width, inner_h / height)
         )
-        fig.colorbar(self.image, cax=bar).set_label("attribution, 0-1", fontsize=FONT["label"])
+        fig.colorbar(self.bar, cax=bar).set_label("attribution, 0-1", fontsize=FONT["label"])
         bar.tick_params(labelsize=FONT["tick"])
         self.current: tuple[int, int] | None = None
         self.frame.reset([self.image, self.outline, self.cross, *self.auc_texts.values()])
@@ -152,26 +154,32 @@ class GridView:
         """The cells' maps: ``attribution`` is (method, layer, H, W); ``methods``: only
         those columns changed (None: all)."""
         if methods is None:
-            self.image.set_data(mosaic(attribution))
+            self.values = mosaic(attribution)
+            self.image.set_data(self._colour(self.values))
             return
-        data = np.asarray(self.image.get_array())
+        data = self.values
         ch, cw = self.cell
         for mi in methods:
             small = _reduce(np.asarray(attribution[mi], dtype=np.float32))
             for li in range(small.shape[0]):
                 y, x = li * (ch + GAP), mi * (cw + GAP)
                 data[y : y + ch, x : x + cw] = small[li]
-        self.image.set_data(data)
+        self.image.set_data(self._colour(data))
 
     def cell_map(self, layer: int, method: int) -> np.ndarray:
         """The reduced map a cell shows (for checks)."""
         ch, cw = self.cell
         y, x = layer * (ch + GAP), method * (cw + GAP)
-        return np.asarray(self.image.get_array())[y : y + ch, x : x + cw]
+        return self.values[y : y + ch, x : x + cw]
 
     def set_cmap(self, cmap: str) -> None:
         self._cmap = cmap
-        self.image.set_cmap(_with_gaps(cmap))
+        self.bar.set_cmap(cmap)
+        self.image.set_data(self._colour(self.values))
+
+    def _colour(self, values: np.ndarray) -> np.ndarray:
+        """The mosaic in colour, (h, w, 4) uint8 (white gaps): drawn without resampling."""
+        return _with_gaps(self._cmap)(np.clip(values, 0.0, 1.0), bytes=True)
 
     def set_current(self, layer: int, method: int) -> None:
         """Frame the current map's cell."""

@@ -206,7 +206,6 @@ class SensitivityView:
         """The axes, images, cell texts, outlines and colour bar of the current sweep."""
         fig, n = self.figure, len(self.layers)
         fig.clear()
-        fig.set_size_inches(2.6 * n + 0.6, 2.8)
         fig.set_layout_engine("constrained")
         every = [t.to_numpy(np.float64) for p in self._tables.values() for t in p.values()]
         finite = np.concatenate([t[np.isfinite(t)] for t in every])  # one scale for all planes

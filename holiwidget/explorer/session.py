@@ -8,7 +8,8 @@ act as a user would; each change is announced to the subscribers by name:
 - ``"busy"``: a network pass starts or ends (:attr:`Session.busy`);
 - ``"images"``: the images on offer changed;
 - ``"dataset"``: a new dataset (image, target, layers or methods changed): everything;
-- ``"maps"``: the maps were re-denoised (no network pass);
+- ``"map"``: the current layer was re-denoised (the others follow), then ``"maps"``: every
+  layer was (no network pass);
 - ``"current"``: the current layer or method; ``"probe"``; ``"curves"``; ``"scores"``;
 - ``"look"``: the opacity or the colormap.
 
@@ -78,8 +79,6 @@ class Session:
         self._extra_targets: dict[str, list[int]] = {}
         self._listeners: list[Callable[[str], None]] = []
 
-    # -- subscribers -------------------------------------------------------------------
-
     def subscribe(self, listener: Callable[[str], None]) -> None:
         """Call ``listener(kind)`` after each change (kinds in the module's notes)."""
         self._listeners.append(listener)
@@ -97,8 +96,6 @@ class Session:
         finally:
             self.busy = False
             self._emit("busy")
-
-    # -- images, targets, layers and methods (network passes where needed) -------------
 
     @property
     def explains(self) -> bool:
@@ -210,8 +207,6 @@ class Session:
         self._emit("images")
         self.show(sources[0].key)
 
-    # -- no network pass ---------------------------------------------------------------
-
     def set_denoising(
         self,
         threshold: float | None = None,
@@ -231,7 +226,11 @@ class Session:
             self._emit("maps")
             return
         t0 = time.perf_counter()
-        redenoise(self.ds, self.threshold, self.median, self.box, self.denoise)
+        params = (self.ds, self.threshold, self.median, self.box, self.denoise)
+        current = self.indices()[0]
+        redenoise(*params, layers=[current])  # the map in view first
+        self._emit("map")
+        redenoise(*params, layers=[i for i in range(self.ds.sizes["layer"]) if i != current])
         if self.method == "holistic" and self.curves is not None:
             self.curves, self.curves_note = None, "stale: the map changed; compute again"
         self.scores = {k: v for k, v in self.scores.items() if k[1] != "holistic"}
@@ -288,8 +287,6 @@ class Session:
         self.note = (f"colormap {self.cmap}, opacity {self.opacity:.2f}", "info")
         self._emit("look")
 
-    # -- curves and scores (many forward passes) ----------------------------------------
-
     def indices(self) -> tuple[int, int]:
         """(layer index, method index) of the current map in the dataset."""
         ds = self.ensure()
@@ -331,8 +328,6 @@ class Session:
     @staticmethod
     def _auc_text(curves: CurveSet) -> str:
         return "insertion AUC {:.3f}, deletion AUC {:.3f}".format(*(curves[k][2] for k in KINDS))
-
-    # -- the state as data -------------------------------------------------------------
 
     def probe_values(self) -> xr.DataArray | None:
         """The attribution at the probed pixel, (cam, layer), or None before a probe."""

@@ -45,14 +45,14 @@ class OverlayView:
         self.rgb = np.zeros((224, 224, 3), np.uint8)
         self.map = np.zeros((224, 224), np.float32)
         self.alpha, self.cmap = ALPHA, CMAP
-        self.art = self.ax.imshow(self.rgb, interpolation="nearest")
+        self.art = self.ax.imshow(self.rgb, interpolation="none")  # no resampling pass
         self.title = self.ax.set_title(" ", fontsize=FONT["title"])
         bar = figure.add_axes((0.86, 0.02, 0.035, 0.84))
         self.bar = ScalarMappable(Normalize(0.0, 1.0), CMAP)  # the colormap, not faded
         figure.colorbar(self.bar, cax=bar).set_label("attribution, 0-1", fontsize=FONT["label"])
         bar.tick_params(labelsize=FONT["tick"])
         self.cross = crosshair(self.ax)
-        self.frame = Frame(figure, [self.art, *self.cross])
+        self.frame = Frame(figure, [self.art, *self.cross, self.title])
         figure.canvas.mpl_connect("scroll_event", self._zoom)
 
     def show(
@@ -100,7 +100,7 @@ class WrapView:
         image_axes(self.ax)
         self.art = self.ax.imshow(
             np.full((224, 224), 255, np.uint8), cmap="gray", vmin=0, vmax=255,
-            interpolation="nearest",
+            interpolation="none",
         )  # fmt: skip
         self.title = self.ax.set_title(" ", fontsize=FONT["title"])  # moves with the sliders
         bar = figure.add_axes((0.76, 0.12, 0.05, 0.66))
@@ -128,7 +128,7 @@ class ProbeView:
         self.figure = figure
         self.ax = figure.add_axes((0.20, 0.36, 0.77, 0.52))
         self.ax.set_ylim(-0.03, 1.03)
-        self.ax.set_ylabel("attribution, 0-1", fontsize=FONT["label"])
+        self.ax.set_ylabel("attribution", fontsize=FONT["label"])
         self.ax.tick_params(labelsize=FONT["tick"])
         self.title = self.ax.set_title(self.HINT, fontsize=FONT["title"])
         self.band = self.ax.axvline(0, color="0.5", linewidth=8, alpha=0.2)
