@@ -647,3 +647,17 @@ def test_exports_are_named_after_the_state_and_offered_as_downloads(
     assert sorted(p.name for p in tmp_path.iterdir()) == [f"{stem}.nc", f"{stem}.png"]
     assert f'download="{stem}.nc"' in ex.download.value
     assert hw.open_dataset(tmp_path / f"{stem}.nc")["image"].values[0] == "chelsea"
+
+
+def test_quick_png_is_a_png_of_the_same_pixels() -> None:
+    from holiwidget.explorer.canvas import quick_png
+
+    rng = np.random.default_rng(0)
+    for shape in ((1, 1, 4), (37, 53, 4), (224, 300, 4)):
+        rgba = rng.integers(0, 256, shape, dtype=np.uint8)
+        data = quick_png(rgba)
+        assert data.startswith(b"\x89PNG\r\n\x1a\n")
+        with Image.open(io.BytesIO(data)) as img:
+            img.load()  # checks every chunk's CRC and the zlib stream
+            assert img.mode == "RGBA"
+            np.testing.assert_array_equal(np.asarray(img), rgba)

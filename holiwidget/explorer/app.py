@@ -252,7 +252,8 @@ class Explorer(Controls):
         self.views.then(
             lambda: self.reflect(
                 self.session, kind, self.views.sweep_shown, status=self.last_error is None
-            )
+            ),
+            resting=kind == "maps",
         )
 
     def _fail(self, message: str) -> None:

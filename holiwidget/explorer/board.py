@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import time
 from collections.abc import Callable
 
 import numpy as np
@@ -35,9 +34,6 @@ _ORDER = ("overlay", "probe", "grid", "lpw", "sensitivity", "curves")
 #: The views redrawn at once after a slider move, and after a click; the others wait until
 #: the changes rest for _SETTLE_S (a new dataset redraws everything at once).
 _SLIDER_FIRST, _CLICK_FIRST, _SETTLE_S = ("overlay", "grid"), ("overlay", "probe", "grid"), 0.12
-#: The least time between two frames of a view while changes come faster (a burst of key
-#: presses): the frames in between are skipped, the last one always sent.
-_GAP_S = {"grid": 0.15}
 #: The views by name, with their figures' sizes in pixels.
 VIEWS = {
     "overlay": (430, 400),
@@ -100,8 +96,7 @@ class Board:
         self._urgent: set[str] = set()
         self._later: dict[str, bool] = {}
         self._settle: asyncio.TimerHandle | None = None
-        self._held: dict[str, asyncio.TimerHandle] = {}
-        self._painted: dict[str, float] = {}
+        self._resting: list[Callable[[], None]] = []
         for name in ("overlay", "lpw", "grid"):
             fig[name].canvas.mpl_connect("button_press_event", self._press)
 
@@ -273,17 +268,14 @@ class Board:
         dirty, self._dirty = self._dirty, {}
         urgent, self._urgent = self._urgent, set()
         after, self._after = self._after, []
-        now = time.monotonic()
         for name in _ORDER:
             if name not in dirty:
                 continue
             if name not in urgent:
                 self._later[name] = self._later.get(name, False) or dirty[name]
-            elif now - self._painted.get(name, 0.0) < _GAP_S.get(name, 0.0) and not dirty[name]:
-                self._hold(name)  # painted moments ago (a burst): once more after the gap
             else:
                 self._paint(name, dirty[name] or self._later.pop(name, False))
-        if self._later:
+        if self._later or self._resting:
             if self._settle is not None:
                 self._settle.cancel()
             self._settle = self._loop.call_later(_SETTLE_S, self._render_later)
@@ -293,33 +285,30 @@ class Board:
     def _render_later(self) -> None:
         self._settle = None
         later, self._later = self._later, {}
+        resting, self._resting = self._resting, []
         for name in _ORDER:
             if name in later:
                 self._paint(name, later[name])
-
-    def _hold(self, name: str) -> None:
-        if name not in self._held:
-            delay = _GAP_S[name] - (time.monotonic() - self._painted[name])
-            self._held[name] = self._loop.call_later(max(0.0, delay), self._release, name)
-
-    def _release(self, name: str) -> None:
-        del self._held[name]
-        self._paint(name, self._later.pop(name, False))
+        for fn in resting:
+            fn()
 
     def _paint(self, name: str, whole: bool) -> None:
-        self._painted[name] = time.monotonic()
         if whole:
             self.frames[name].full()
         else:
             self.frames[name].blit()
 
-    def then(self, fn: Callable[[], None]) -> None:
+    def then(self, fn: Callable[[], None], *, resting: bool = False) -> None:
         """Run ``fn`` once the changed views are drawn (at once without a kernel's loop): the
-        page's text readouts follow the frames, so that the maps reach the browser first."""
+        page's text readouts follow the frames, so that the maps reach the browser first.
+        ``resting``: only once the changes pause (the readouts of a burst of slider moves)."""
         if self._loop is None or not self.interactive:
             fn()
             return
-        self._after.append(fn)
+        if resting:
+            self._resting = [fn]  # it reads the state then: the last one is enough
+        else:
+            self._after.append(fn)
         if not self._pending:
             self._pending = True
             self._loop.call_soon_threadsafe(self._render)

@@ -9,15 +9,16 @@ Speed in the browser comes from two things here:
   artists. A full draw keeps the figure without them as a background; an update restores
   that background, draws only the moving parts and sends the frame at once (``blit``),
   instead of re-rendering every label and waiting for the browser to ask for a draw.
-- the ipympl canvas sends its frames as PNGs compressed at zlib level 1 (matplotlib's web
-  backend uses the default, 6, which takes about three times as long for these maps).
+- the ipympl canvas sends its frames as whole PNGs from :func:`quick_png`, about four times
+  as quick as the web backend's (Pillow at zlib level 6) for these figures.
 """
 
 from __future__ import annotations
 
-import io
 import itertools
+import struct
 import warnings
+import zlib
 from collections.abc import Sequence
 
 import numpy as np
@@ -28,7 +29,6 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from matplotlib.image import AxesImage
 from matplotlib.lines import Line2D
-from PIL import Image
 
 __all__ = [
     "DPI",
@@ -40,6 +40,7 @@ __all__ = [
     "move_crosshair",
     "new_figure",
     "pixel",
+    "quick_png",
 ]
 
 #: Dots per inch of every view: 1 pt of text is 1.39 px, legible at 100 % zoom.
@@ -176,6 +177,32 @@ class Frame:
         self.figure.canvas.draw()
 
 
+def quick_png(rgba: np.ndarray) -> bytes:
+    """An (H, W, 4) uint8 image as a PNG: no row filter, zlib level 1.
+
+    Pillow offers no choice of row filter, and its adaptive filtering alone takes about as
+    long as the compression; rendered figures (flat backgrounds, smooth maps) compress about
+    as well without it. Any PNG reader decodes the result (tested against Pillow).
+    """
+    height, width = rgba.shape[:2]
+    rows = np.zeros((height, width * 4 + 1), np.uint8)  # a 0 (no filter) before each row
+    rows[:, 1:] = np.ascontiguousarray(rgba, dtype=np.uint8).reshape(height, -1)
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        crc = zlib.crc32(kind + data) & 0xFFFFFFFF
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", crc)
+
+    header = struct.pack(">IIBBBBB", width, height, 8, 6, 0, 0, 0)  # 8-bit RGBA
+    return b"".join(
+        (
+            b"\x89PNG\r\n\x1a\n",
+            chunk(b"IHDR", header),
+            chunk(b"IDAT", zlib.compress(rows.tobytes(), 1)),
+            chunk(b"IEND", b""),
+        )
+    )
+
+
 _CANVAS: type | None = None
 
 
@@ -186,27 +213,21 @@ def _canvas_class() -> type:
         from ipympl.backend_nbagg import Canvas
 
         class QuickCanvas(Canvas):
-            """ipympl's canvas; frames are PNGs at zlib level 1."""
+            """ipympl's canvas; every frame is a whole PNG made by :func:`quick_png`.
+
+            Frames are pushed from the kernel (see :class:`Frame`), so two may reach the
+            browser before the first is decoded, and the browser then draws only the second:
+            a frame of differences would leave the first's changes undrawn for good.
+            """
 
             def get_diff_image(self) -> bytes | None:
                 if not self._png_is_old:
                     return None
                 rgba = np.asarray(self.get_renderer().buffer_rgba())
-                words = rgba.view(np.uint32)[..., 0]
-                last = self._last_buff
-                whole = (
-                    self._force_full
-                    or words.shape != last.shape
-                    or bool((rgba[..., 3] < 255).any())
-                )
-                self.set_image_mode("full" if whole else "diff")
-                frame = words if whole else np.where(words == last, np.uint32(0), words)
-                self._last_buff = words.copy()
+                self.set_image_mode("full")
+                self._last_buff = rgba.view(np.uint32)[..., 0].copy()
                 self._force_full = self._png_is_old = False
-                with io.BytesIO() as out:
-                    pixels = frame.view(np.uint8).reshape(*frame.shape, 4)
-                    Image.fromarray(pixels).save(out, format="png", compress_level=1)
-                    return out.getvalue()
+                return quick_png(rgba)
 
         _CANVAS = QuickCanvas
     return _CANVAS
