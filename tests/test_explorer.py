@@ -134,7 +134,7 @@ def test_sliders_redenoise_from_kept_pha_in_place(explorer: Explorer, tiny) -> N
     assert not np.array_equal(before, ex.views.overlay.art.get_array())
     params = json.loads(ex.dataset.attrs["parameters"])
     assert (params["threshold"], params["median"], params["box"]) == (0.2, 31, 61)
-    assert "no network pass" in ex.status.value and ex.last_update_ms < 1000
+    assert "no network pass" in ex.status.value and ex.session.last_update_ms < 1000
 
     # Holistic-CAM without denoising: the normalised PHA; the kernel sliders cannot act.
     ex.denoise.value = False
@@ -263,6 +263,7 @@ def test_errors_show_in_the_app(explorer: Explorer, tmp_path: Path) -> None:
     ex = explorer
     ex.layers.value = ()
     assert "select at least one layer" in ex.last_error and "error" in ex.status.value
+    assert ex.layers.value == ("stage1", "stage2", "stage3")  # the widget shows the state
     assert ex.progress.bar_style == "danger"
     ex.folder.value = str(tmp_path / "missing")
     ex.load_folder.click()
@@ -299,6 +300,8 @@ def test_folder_and_upload_add_images(explorer: Explorer, tmp_path: Path) -> Non
     assert ex.last_error is None, ex.last_error
     assert ex.image.value.startswith("upload:")
     assert (ex.dataset["input"].values[0, 100, 100] == (255, 0, 0)).all()
+    assert ex.dataset["image"].values[0] == "red"  # the file's name is the image id
+    assert ex.upload.value == ()  # emptied: the same file can be uploaded again
 
 
 def test_controls_are_disabled_while_passes_run(tiny) -> None:
@@ -527,7 +530,7 @@ def test_explorer_notebook_reads_the_weights_from_the_environment(
     monkeypatch.setenv("HOLIWIDGET_DATA", str(tmp_path))
     explorer = open_explorer()
     assert isinstance(explorer, Explorer)
-    assert model_info(explorer._model)["weights"] == mobilenet_weights.name
+    assert model_info(explorer.session.provider.model)["weights"] == mobilenet_weights.name
     monkeypatch.setenv("HOLIWIDGET_WEIGHTS", str(tmp_path / "missing.pth"))
     message = open_explorer()
     assert isinstance(message, W.HTML) and "could not be loaded" in message.value

@@ -50,6 +50,7 @@ PROBE_CANVAS = ".holiwidget-view-probe .jupyter-matplotlib-canvas-div"
 STATUS = ".holiwidget-status"
 PROBE = ".holiwidget-probe"
 SWEEP_CANVAS = ".holiwidget-view-sensitivity .jupyter-matplotlib-canvas-div"
+CURVES_CANVAS = ".holiwidget-view-curves .jupyter-matplotlib-canvas-div"
 SWEEP = REPO / "docs" / "results" / "sweep-mobilenet_v2-imagenet-val66.nc"
 VIEWS = ("overlay", "lpw", "probe", "curves", "grid", "sensitivity")
 
@@ -106,6 +107,18 @@ def _places(page) -> dict[str, tuple]:
         return out;
     }"""
     )
+
+
+def _contrast(first: str, second: str) -> float:
+    """WCAG contrast ratio of two CSS ``rgb(...)`` colours (4.5 and above: legible text)."""
+
+    def luminance(css: str) -> float:
+        values = [int(float(v)) / 255 for v in css[css.index("(") + 1 : css.index(")")].split(",")]
+        linear = [c / 12.92 if c <= 0.03928 else ((c + 0.055) / 1.055) ** 2.4 for c in values[:3]]
+        return 0.2126 * linear[0] + 0.7152 * linear[1] + 0.0722 * linear[2]
+
+    light, dark = sorted((luminance(first), luminance(second)), reverse=True)
+    return (light + 0.05) / (dark + 0.05)
 
 
 def _changed(before: Image.Image, after: Image.Image) -> float:
@@ -216,6 +229,18 @@ def test_explorer_in_jupyterlab(lab: str) -> None:
             )
             assert _places(page) == places, "a view moved when the probe appeared"
 
+            # The curves of the current map (450 forward passes); nothing moves either.
+            curves = _settled(page, CURVES_CANVAS)
+            page.locator(".holiwidget-curves-button").click()
+            page.wait_for_function(
+                "() => document.querySelector('.holiwidget-status').textContent"
+                ".includes('insertion AUC')",
+                timeout=FIRST_MAPS_S * 1000,
+            )
+            _, diff = _wait_changed(page, CURVES_CANVAS, curves)
+            assert diff > 0.5, "the curves view did not change"
+            assert _places(page) == places, "a view moved when the curves appeared"
+
             # The sweep's heatmaps, marked at the current setting; nothing else moves.
             sweep = _shot(page, SWEEP_CANVAS)  # the placeholder text
             page.locator(".holiwidget-sweep-path input").fill(str(SWEEP))
@@ -238,11 +263,18 @@ def test_explorer_in_jupyterlab(lab: str) -> None:
             page.locator(STATUS).first.scroll_into_view_if_needed()
             time.sleep(1)
             page.screenshot(path=str(ARTIFACTS / "6-dark.png"))
-            rgb = page.evaluate(
-                "() => getComputedStyle(document.querySelector('.holiwidget-status span')).color"
+            text, ground = page.evaluate(
+                """() => {
+                const span = document.querySelector('.holiwidget-status span');
+                let el = span, bg = 'rgba(0, 0, 0, 0)';
+                while (el && /rgba\\(0, 0, 0, 0\\)|transparent/.test(bg)) {
+                    bg = getComputedStyle(el).backgroundColor; el = el.parentElement;
+                }
+                return [getComputedStyle(span).color, bg];
+            }"""
             )
-            channels = [int(v) for v in rgb[rgb.index("(") + 1 : rgb.index(")")].split(",")[:3]]
-            assert sum(channels) / 3 > 128, f"status text {rgb} is dark on the dark theme"
+            ratio = _contrast(text, ground)
+            assert ratio >= 4.5, f"status text {text} on {ground}: contrast {ratio:.1f} < 4.5"
         finally:
             browser.close()
 

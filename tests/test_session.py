@@ -120,6 +120,9 @@ def test_images_targets_and_the_cache(session: Session, tiny) -> None:
     with pytest.raises(hw.HoliwidgetError, match="select at least one layer"):
         session.select(layers=[])
     assert session.layers == ["stage2", "stage3"]
+    with pytest.raises(hw.HoliwidgetError, match="relevancecam"):
+        session.select(methods=["relevancecam"])  # no LRP rules for this model: refused
+    assert session.methods == ["gradcam"]  # a failed selection leaves the state as it was
 
 
 def test_current_probe_and_stale_curves(session: Session) -> None:

@@ -46,7 +46,7 @@ def _action(fn: Callable) -> Callable:
 
     @functools.wraps(fn)
     def wrapper(self: Explorer, *args: object) -> object:
-        if self._quiet:
+        if self.muted:
             return None
         try:
             return fn(self, *args)
@@ -135,7 +135,7 @@ class Explorer(Controls):
             )
         )
         super().__init__()
-        self._model, self._defer = model, defer
+        self._defer = defer
         self._started: threading.Thread | None = None
         #: The last error shown in the app (None after a success).
         self.last_error: str | None = None
@@ -147,8 +147,6 @@ class Explorer(Controls):
         self.session.subscribe(self._changed)
         self.sync(self.session, self.views.sweep_shown)
         self.status.value = status_html("ready: display the explorer (or read .dataset)")
-
-    # -- controls -> session -------------------------------------------------------------
 
     def controls(self) -> dict[str, object]:
         """Every control widget by name (the public attribute of the same name)."""
@@ -165,7 +163,7 @@ class Explorer(Controls):
             "method": lambda ch: self.session.set_current(method=ch["new"]),
             "opacity": lambda ch: self.session.set_look(opacity=ch["new"]),
             "colormap": lambda ch: self.session.set_look(cmap=ch["new"]),
-            "upload": lambda ch: ch["new"] and self.add_images(upload_sources(ch["new"])),
+            "upload": lambda ch: ch["new"] and self._uploaded(ch["new"]),
             "sweep_metric": lambda ch: self.views.show_sweep(
                 self.views.sensitivity.results, ch["new"]
             ),
@@ -197,25 +195,23 @@ class Explorer(Controls):
 
     def _on_denoise(self, change: dict) -> None:
         owner = change["owner"]
-        if owner in (self.median, self.box) and int(change["new"]) % 2 == 0:
-            value = int(change["new"]) + (1 if change["new"] < owner.max else -1)
-            owner.value = value  # acts through this callback again
-            self.status.value = status_html(
-                f"{owner.description}: kernels must be odd, using {value} instead of "
-                f"{change['new']}",
-                "warn",
-            )
-            return
+        if self.made_odd(change):
+            return  # the odd value acts through this callback again
         try:
             self.session.set_denoising(
                 self.threshold.value, self.median.value, self.box.value, self.denoise.value
             )
         except HoliwidgetError:
-            with self._silently():
+            with self.silently():
                 owner.value = change["old"]  # a NaN would fail every later move
             raise
-        if self.session.ds is None:
+        if self.session.ds is None and not self.session.busy:
             self.session.ensure()
+
+    def _uploaded(self, files: tuple) -> None:
+        with self.silently():
+            self.upload.value = ()  # the same file can be uploaded again
+        self.add_images(upload_sources(files))
 
     def _reset(self) -> None:
         d = Denoising()
@@ -239,9 +235,10 @@ class Explorer(Controls):
     def _picked(self, threshold: float, median: int, box: int) -> None:
         self._act(self.session.set_denoising)(threshold, median, box, True)
 
-    # -- session -> controls and views ---------------------------------------------------
-
     def _changed(self, kind: str) -> None:
+        if self.views.elsewhere():  # the first maps' thread: the views change on the loop
+            self.views.on_loop(self._changed, kind)
+            return
         self.views.update(kind)
         if kind == "map":  # the first part of "maps"
             return
@@ -258,12 +255,11 @@ class Explorer(Controls):
 
     def _fail(self, message: str) -> None:
         self.last_error = message
+        if self.session.ds is not None:  # the widgets show the session again, not what failed
+            self.reflect(self.session, "dataset", self.views.sweep_shown, status=False)
         self.progress.bar_style = "danger"
         self.status.value = status_html(f"error: {message}", "error")
-        self.sync(self.session, self.views.sweep_shown)
         log.info("explorer error: %s", message)
-
-    # -- display and the public API ------------------------------------------------------
 
     def _ipython_display_(self) -> None:
         display(self.app)
@@ -285,7 +281,9 @@ class Explorer(Controls):
 
     @property
     def dataset(self) -> xr.Dataset:
-        """A copy of the state as data (see :meth:`Session.dataset`)."""
+        """A copy of the state as data (see :func:`~.export.state_dataset`)."""
+        if self._started is not None:
+            self._started.join()  # the first maps, computing in the background
         if self.session.ds is None:
             self._act(self.session.ensure)()
         if self.session.ds is None:
@@ -296,11 +294,6 @@ class Explorer(Controls):
     def probe_values(self) -> xr.DataArray | None:
         """The attribution at the probed pixel, (cam, layer), or None before a probe."""
         return self.session.probe_values()
-
-    @property
-    def last_update_ms(self) -> float | None:
-        """Milliseconds of the last re-denoise."""
-        return self.session.last_update_ms
 
     def set_target(self, index: int) -> None:
         """Explain class ``index`` (an integer) for the current image."""
@@ -331,9 +324,12 @@ class Explorer(Controls):
         """Show a sweep's heatmaps, linked: the current setting is marked, a click sets it."""
         ds = results if isinstance(results, xr.Dataset) else open_dataset(results)
         self.views.show_sweep(ds, metric)
-        with self._silently():
+        with self.silently():
             self.sweep_metric.options = self.views.sensitivity.metrics
             self.sweep_metric.value = self.views.sensitivity.metric
+        self.last_error = None
+        self.progress.bar_style = "success"
+        self.status.value = status_html(f"showing the sweep's {self.sweep_metric.value}", "ok")
         self.sync(self.session, True)
 
     def _export(self, kind: str) -> Path:
@@ -354,6 +350,8 @@ class Explorer(Controls):
         """Write the views that show something to one captioned figure file, atomically
         (any format :func:`holiwidget.figure.figure_format` accepts)."""
         s, f = self.session, self.views.figures
+        if self._started is not None:
+            self._started.join()
         s.ensure()
         top = [f["overlay"], f["lpw"]]
         top += [f["probe"]] if s.probe is not None else []

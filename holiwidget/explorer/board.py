@@ -14,13 +14,14 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import threading
 from collections.abc import Callable
 
 import numpy as np
 from matplotlib.backend_bases import MouseEvent
 from matplotlib.figure import Figure
 
-from ..methods import LABELS
+from ..methods import COLORS, LABELS
 from .canvas import Frame, move_crosshair, new_figure, pixel
 from .grid import GridView
 from .sensitivity import SensitivityView
@@ -91,6 +92,7 @@ class Board:
         self._dirty: dict[str, bool] = {}  # view -> whole figure (True) or moving parts
         self._structure: tuple = ()
         self._loop: asyncio.AbstractEventLoop | None = None
+        self._thread: int | None = None
         self._pending = False
         self._after: list[Callable[[], None]] = []
         self._urgent: set[str] = set()
@@ -130,6 +132,7 @@ class Board:
         elif kind == "current":
             self._current(moved=True)
             self._curves()
+            self._sweep_mark()
         elif kind == "probe":
             self._probe()
         elif kind == "curves":
@@ -214,7 +217,8 @@ class Board:
         state = (id(s.curves), s.curves_note, what, clean)
         if state != getattr(self, "_curves_shown", None):
             self._curves_shown = state
-            self.curves.set_curves(s.curves, s.curves_note, clean, what)
+            color = COLORS.get(s.method, "black")
+            self.curves.set_curves(s.curves, s.curves_note, clean, what, color)
             self._mark("curves", whole=True)
 
     def _scores(self) -> None:
@@ -247,6 +251,15 @@ class Board:
         """Send frames from the running event loop (call it in the kernel's thread)."""
         with contextlib.suppress(RuntimeError):
             self._loop = asyncio.get_running_loop()
+            self._thread = threading.get_ident()
+
+    def elsewhere(self) -> bool:
+        """Whether this runs off the loop's thread (the views must change on the loop)."""
+        return self._loop is not None and threading.get_ident() != self._thread
+
+    def on_loop(self, fn: Callable, *args: object) -> None:
+        """Run ``fn(*args)`` on the loop's thread."""
+        self._loop.call_soon_threadsafe(fn, *args)
 
     def draw(self) -> None:
         """Redraw the changed views: at once after this change in a kernel, else when idle."""

@@ -94,7 +94,8 @@ class Controls:
     the probed values), ``legend`` (what the low-pass wrap is), ``download`` (links)."""
 
     def __init__(self) -> None:
-        self._quiet = 0
+        #: Set while the app sets widgets itself: their observers do not act.
+        self.muted = 0
         self.widgets: dict[str, W.DOMWidget] = {}
         for name, spec in SPECS.items():
             widget = spec.kind(tooltip=spec.tooltip, **spec.options)
@@ -109,18 +110,18 @@ class Controls:
         self.download = _readout("download", W.HTML(""))
 
     @contextlib.contextmanager
-    def _silently(self) -> Iterator[None]:
+    def silently(self) -> Iterator[None]:
         """Set widgets from the session without acting on the change (observers skip it)."""
-        self._quiet += 1
+        self.muted += 1
         try:
             yield
         finally:
-            self._quiet -= 1
+            self.muted -= 1
 
     def fill(self, s: Session) -> None:
         """The choices and values a new session starts with."""
         p = s.provider
-        with self._silently():
+        with self.silently():
             self._images(s)
             self.methods.options = [(LABELS.get(m, m), m) for m in p.method_options]
             self.methods.value = tuple(s.methods)
@@ -134,7 +135,7 @@ class Controls:
         """Show a session change of ``kind`` in the controls and readouts (see
         :class:`~.session.Session` for the kinds); ``sweep``: a sweep is shown; ``status``:
         replace the status line (not over a later error)."""
-        with self._silently():
+        with self.silently():
             if kind in ("dataset", "images"):
                 self._images(s)
             if kind == "dataset":
@@ -158,6 +159,8 @@ class Controls:
         self.sync(s, sweep)
 
     def _denoising(self, s: Session) -> None:
+        # a kernel beyond a slider's range (a saved dataset's, a sweep's) widens it
+        self.median.max, self.box.max = max(self.median.max, s.median), max(self.box.max, s.box)
         self.threshold.value, self.median.value, self.box.value = s.threshold, s.median, s.box
         self.denoise.value = s.denoise
 
@@ -179,6 +182,17 @@ class Controls:
         self.layer.options = [str(v) for v in s.ds["layer"].values]
         self.method.options = [(LABELS.get(m, m), m) for m in methods]
         self.layers.value, self.methods.value = tuple(s.layers), tuple(s.methods)
+
+    def made_odd(self, change: dict) -> bool:
+        """Whether a kernel slider's even value was replaced by the next odd one (said in the
+        status line; the new value notifies the observers again)."""
+        owner, new = change["owner"], change["new"]
+        if owner not in (self.median, self.box) or int(new) % 2:
+            return False
+        owner.value = value = int(new) + (1 if new < owner.max else -1)
+        text = f"{owner.description}: kernels must be odd, using {value} instead of {new}"
+        self.status.value = status_html(text, "warn")
+        return True
 
     def enable(self, name: str, ok: bool, why: str) -> None:
         """Enable a control, or disable it with ``why`` as its tooltip."""

@@ -173,6 +173,7 @@ class GridView:
         return self.values[y : y + ch, x : x + cw]
 
     def set_cmap(self, cmap: str) -> None:
+        """Colour the maps (and the colour bar) with ``cmap``."""
         self._cmap = cmap
         self.bar.set_cmap(cmap)
         self.image.set_data(self._colour(self.values))

@@ -13,7 +13,7 @@ from __future__ import annotations
 import json
 import os
 import warnings
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
@@ -325,14 +325,3 @@ class DatasetProvider(Provider):
     def _image(self, key: str) -> xr.Dataset:
         ids = [str(i) for i in self.data["image"].values]
         return self.data.isel(image=[ids.index(self.sources[key].label)])
-
-
-def open_provider(
-    model: nn.Module | None, dataset: object, make: Callable[[nn.Module], Provider]
-) -> Provider:
-    """The provider for the explorer's ``model`` / ``dataset`` arguments (exactly one)."""
-    if (model is None) == (dataset is None):
-        raise HoliwidgetError(
-            "pass a model (to explain images) or a dataset (to browse it), not both or neither"
-        )
-    return make(model) if model is not None else DatasetProvider(dataset)

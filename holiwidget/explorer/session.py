@@ -156,8 +156,12 @@ class Session:
         chosen = self.provider.chosen(
             self.layers if layers is None else layers, self.methods if methods is None else methods
         )
-        self.layers, self.methods = chosen
-        self.show(self.image, self.target)
+        before, (self.layers, self.methods) = (self.layers, self.methods), chosen
+        try:
+            self.show(self.image, self.target)
+        except Exception:
+            self.layers, self.methods = before  # the state stays as it was
+            raise
 
     def target_choices(self) -> list[tuple[str, int]]:
         """(label, index) for the target chooser: the top-5 and every class asked for."""
@@ -324,10 +328,6 @@ class Session:
         self._emit("curves")
         self._emit("scores")
         return self.scores
-
-    @staticmethod
-    def _auc_text(curves: CurveSet) -> str:
-        return "insertion AUC {:.3f}, deletion AUC {:.3f}".format(*(curves[k][2] for k in KINDS))
 
     def probe_values(self) -> xr.DataArray | None:
         """The attribution at the probed pixel, (cam, layer), or None before a probe."""

@@ -72,6 +72,7 @@ class OverlayView:
         self.art.set_data(composite(self.rgb, self.map, self.alpha, self.cmap))
 
     def set_size(self, height: int, width: int) -> None:
+        """Fit the image to maps of ``height x width`` pixels."""
         fit_image(self.ax, self.art, height, width)
 
     def _zoom(self, event: MouseEvent) -> None:
@@ -115,6 +116,7 @@ class WrapView:
         self.frame = Frame(figure, [self.art, *self.cross, self.title])
 
     def set_size(self, height: int, width: int) -> None:
+        """Fit the image to maps of ``height x width`` pixels."""
         fit_image(self.ax, self.art, height, width)
 
 
@@ -166,6 +168,7 @@ class ProbeView:
         self.title.set_text(f"pixel (y {y}, x {x})" if visible else self.HINT)
 
     def set_layer(self, index: int) -> None:
+        """Move the band that marks the current layer."""
         self.band.set_xdata([index, index])
 
 
@@ -181,8 +184,8 @@ class CurvesView:
         self.ax.set_xlabel("fraction of pixels inserted / deleted", fontsize=FONT["label"])
         self.ax.set_ylabel("probability of the target", fontsize=FONT["label"])
         self.ax.tick_params(labelsize=FONT["tick"])
-        (self.insertion,) = self.ax.plot([], [], color="tab:green", label="insertion")
-        (self.deletion,) = self.ax.plot([], [], color="tab:red", label="deletion")
+        (self.insertion,) = self.ax.plot([], [], label="insertion")
+        (self.deletion,) = self.ax.plot([], [], linestyle="--", label="deletion")
         self.clean = self.ax.axhline(
             0, color="0.4", linestyle=":", linewidth=1, label="clean image", visible=False
         )
@@ -190,8 +193,15 @@ class CurvesView:
         self.title = self.ax.set_title("not computed", fontsize=FONT["title"])
         self.frame = Frame(figure, [])
 
-    def set_curves(self, curves: CurveSet | None, note: str, clean: float, what: str) -> None:
-        """The curves of ``what`` (None: ``note`` instead) and the clean probability."""
+    def set_curves(
+        self, curves: CurveSet | None, note: str, clean: float, what: str, color: str = "black"
+    ) -> None:
+        """The curves of ``what`` (None: ``note`` instead) in the method's ``color``
+        (insertion solid, deletion dashed) and the clean image's probability."""
+        self.insertion.set_color(color)
+        self.deletion.set_color(color)
+        for handle in self.legend.legend_handles[:2]:
+            handle.set_color(color)
         top = clean
         lines = {"insertion": self.insertion, "deletion": self.deletion}
         texts = self.legend.get_texts()
