@@ -26,7 +26,7 @@ __all__ = ["CELL", "GridView", "mosaic"]
 
 #: A cell's largest side in pixels (224-pixel maps show at 112), and the gap between cells.
 CELL, GAP = 112, 6
-_LEFT, _TOP, _BOTTOM, _BAR = 150, 34, 10, 80
+_LEFT, _TOP, _BOTTOM, _BAR = 150, 34, 10, 100
 _HIGHLIGHT = "#ff2bd6"
 
 
