@@ -279,11 +279,14 @@ class Explorer(Controls):
             self._started.start()
         return self._started
 
+    def _wait_first_maps(self) -> None:
+        if self._started is not None:
+            self._started.join()  # the first maps, computing in the background
+
     @property
     def dataset(self) -> xr.Dataset:
         """A copy of the state as data (see :func:`~.export.state_dataset`)."""
-        if self._started is not None:
-            self._started.join()  # the first maps, computing in the background
+        self._wait_first_maps()
         if self.session.ds is None:
             self._act(self.session.ensure)()
         if self.session.ds is None:
@@ -350,8 +353,7 @@ class Explorer(Controls):
         """Write the views that show something to one captioned figure file, atomically
         (any format :func:`holiwidget.figure.figure_format` accepts)."""
         s, f = self.session, self.views.figures
-        if self._started is not None:
-            self._started.join()
+        self._wait_first_maps()
         s.ensure()
         top = [f["overlay"], f["lpw"]]
         top += [f["probe"]] if s.probe is not None else []

@@ -91,6 +91,7 @@ class Board:
         }
         self._dirty: dict[str, bool] = {}  # view -> whole figure (True) or moving parts
         self._structure: tuple = ()
+        self._curves_shown: tuple | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._thread: int | None = None
         self._pending = False
@@ -175,8 +176,7 @@ class Board:
             self._mark(name, whole=True)
 
     def _current(self, moved: bool, place: bool = True) -> None:
-        """The current map: overlay (when ``moved``), low-pass wrap, and (``place``) the
-        grid's frame and the probe's band."""
+        """The current map: overlay (``moved``), wrap, grid frame and probe band (``place``)."""
         s, ds = self.session, self.session.ds
         li, mi = s.indices()
         if moved:
@@ -215,7 +215,7 @@ class Board:
         what = f"{LABELS.get(s.method, s.method)}, {s.layer}"
         clean = float(ds["probability"].values[0]) if "probability" in ds.coords else 0.0
         state = (id(s.curves), s.curves_note, what, clean)
-        if state != getattr(self, "_curves_shown", None):
+        if state != self._curves_shown:
             self._curves_shown = state
             color = COLORS.get(s.method, "black")
             self.curves.set_curves(s.curves, s.curves_note, clean, what, color)

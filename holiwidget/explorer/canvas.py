@@ -134,23 +134,15 @@ class Frame:
 
     def __init__(self, figure: Figure, animated: Sequence[Artist]) -> None:
         self.figure = figure
-        self.animated = list(animated)
+        self.reset(animated)
+        figure.canvas.mpl_connect("draw_event", self._drawn)
+
+    def reset(self, artists: Sequence[Artist]) -> None:
+        """Set the animated artists (again, after the figure was rebuilt)."""
+        self.animated = list(artists)
         for artist in self.animated:
             artist.set_animated(True)
         self._background = None
-        figure.canvas.mpl_connect("draw_event", self._drawn)
-
-    def add(self, artists: Sequence[Artist]) -> None:
-        """More animated artists (after a rebuild of the figure)."""
-        for artist in artists:
-            artist.set_animated(True)
-            self.animated.append(artist)
-
-    def reset(self, artists: Sequence[Artist]) -> None:
-        """Replace the animated artists (the figure was rebuilt)."""
-        self.animated = []
-        self._background = None
-        self.add(artists)
 
     def _drawn(self, event: DrawEvent) -> None:
         canvas = event.canvas

@@ -58,10 +58,16 @@ def mosaic(attribution: np.ndarray) -> np.ndarray:
     methods, layers, h, w = small.shape
     out = np.full((layers * (h + GAP) - GAP, methods * (w + GAP) - GAP), np.nan, np.float32)
     for mi in range(methods):
-        for li in range(layers):
-            y, x = li * (h + GAP), mi * (w + GAP)
-            out[y : y + h, x : x + w] = small[mi, li]
+        _place(out, small[mi], mi)
     return out
+
+
+def _place(out: np.ndarray, column: np.ndarray, method: int) -> None:
+    """Write one method's reduced maps, (layer, h, w), into its column of the mosaic."""
+    h, w = column.shape[-2:]
+    for li, cell in enumerate(column):
+        y, x = li * (h + GAP), method * (w + GAP)
+        out[y : y + h, x : x + w] = cell
 
 
 class GridView:
@@ -157,14 +163,9 @@ class GridView:
             self.values = mosaic(attribution)
             self.image.set_data(self._colour(self.values))
             return
-        data = self.values
-        ch, cw = self.cell
         for mi in methods:
-            small = _reduce(np.asarray(attribution[mi], dtype=np.float32))
-            for li in range(small.shape[0]):
-                y, x = li * (ch + GAP), mi * (cw + GAP)
-                data[y : y + ch, x : x + cw] = small[li]
-        self.image.set_data(self._colour(data))
+            _place(self.values, _reduce(np.asarray(attribution[mi], dtype=np.float32)), mi)
+        self.image.set_data(self._colour(self.values))
 
     def cell_map(self, layer: int, method: int) -> np.ndarray:
         """The reduced map a cell shows (for checks)."""

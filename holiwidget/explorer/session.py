@@ -123,8 +123,9 @@ class Session:
         layers, methods = self.provider.chosen(self.layers, self.methods)
         with self._working():
             ds, cached, caught = self.provider.load(key, target, layers, methods, self.progress)
-        new_pair = (key, int(ds["target"].values[0])) != (self.image, self.target)
-        self.image, self.target, self.warnings = key, int(ds["target"].values[0]), caught
+        target = int(ds["target"].values[0])
+        new_pair = (key, target) != (self.image, self.target)
+        self.image, self.target, self.warnings = key, target, caught
         self._install(ds, new_pair)
         name = str(ds["target_name"].values[0]) if "target_name" in ds.coords else ""
         how = "from the cache, no network pass" if cached else "computed"
