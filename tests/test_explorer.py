@@ -264,6 +264,9 @@ def test_errors_show_in_the_app(explorer: Explorer, tmp_path: Path) -> None:
     ex.layers.value = ()
     assert "select at least one layer" in ex.last_error and "error" in ex.status.value
     assert ex.layers.value == ("stage1", "stage2", "stage3")  # the widget shows the state
+    ex.colormap.options = ["jet", "rainbow"]  # a colormap the session refuses
+    ex.colormap.value = "rainbow"
+    assert "unknown colormap" in ex.last_error and ex.colormap.value == "jet"
     assert ex.progress.bar_style == "danger"
     ex.folder.value = str(tmp_path / "missing")
     ex.load_folder.click()

@@ -182,6 +182,7 @@ class Controls:
         self.layer.options = [str(v) for v in s.ds["layer"].values]
         self.method.options = [(LABELS.get(m, m), m) for m in methods]
         self.layers.value, self.methods.value = tuple(s.layers), tuple(s.methods)
+        self.colormap.value, self.opacity.value = s.cmap, s.opacity
 
     def made_odd(self, change: dict) -> bool:
         """Whether a kernel slider's even value was replaced by the next odd one (said in the
