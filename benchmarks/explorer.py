@@ -6,7 +6,8 @@ would (``explorer.threshold.value = ...``) and times each change until the artis
 new maps (re-denoising from the kept PHA, ``set_data`` on every view; the frames are drawn
 after the change is handled, so drawing is not part of it). The browser's side is
 benchmarks/explorer_browser.py; the Agg draw time of each view, whole and its moving parts
-only (what a slider move redraws), is reported beside.
+only (all of them changed: at most what a slider move redraws), with the frame's PNG, is
+reported beside.
 Prints one JSON object.
 
     python benchmarks/explorer.py [--quick] [--shared ../shared]
@@ -84,6 +85,8 @@ def main() -> None:
         t = time.perf_counter()
         frame.full()
         whole = time.perf_counter() - t
+        for artist in frame.animated:  # every layer of moving parts, as when the maps move
+            artist.stale = True
         t = time.perf_counter()
         frame.blit()
         draws[name] = {

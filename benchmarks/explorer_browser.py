@@ -21,7 +21,9 @@ view's figure canvas (ipympl's first canvas; the second is its transparent rubbe
 and stamps every change. Hashing runs on frames after a draw call touched the canvas
 (drawImage, putImageData, clearRect, fillRect are wrapped) and on every 10th frame anyway;
 changes only that safety net found are counted (``unflagged_changes``). Medians are compared
-with the targets. Only the CSS class contract is used (``.holiwidget-view-{overlay,grid,
+with the targets. Before each phase and at the end, ``cpu_probe_ms_before`` times one fixed
+Python loop here: this shared machine's speed drifts by up to 2x from minute to minute, and
+the latencies with it. Only the CSS class contract is used (``.holiwidget-view-{overlay,grid,
 probe,lpw,curves}``, ``.holiwidget-{threshold,median,box} .noUi-handle``,
 ``.holiwidget-status``), so it runs on any explorer layout that keeps it. Prints one JSON
 object.
@@ -85,6 +87,19 @@ SLIDERS = ("threshold", "median", "box")
 FIRST_MAPS_S = 300
 BURST_WATCH_S = 3.0
 BURST_GAP_S = 0.1
+
+
+def cpu_probe_ms() -> float:
+    """Milliseconds a fixed pure-Python loop takes here (median of 5): this shared machine's
+    speed at the moment, which drifts by up to 2x from one minute to the next."""
+    times = []
+    for _ in range(5):
+        t = time.perf_counter()
+        total = 0
+        for k in range(300_000):
+            total += k
+        times.append((time.perf_counter() - t) * 1e3)
+    return round(statistics.median(times), 1)
 
 
 def press_once(pg: Page, key: str) -> tuple[float, dict, dict]:
@@ -367,13 +382,17 @@ def main() -> None:
                             out[key] = d
                     return out
 
+                probe = {"sliders": cpu_probe_ms()}
                 c0 = counters()
                 sliders = measure_sliders(pg, presses)
                 c1 = counters()
+                probe["bursts"] = cpu_probe_ms()
                 burst = measure_bursts(pg, bursts)
                 c2 = counters()
+                probe["clicks"] = cpu_probe_ms()
                 click = measure_clicks(pg, clicks)
                 c3 = counters()
+                probe["end"] = cpu_probe_ms()
                 if args.profile:
                     profile = {
                         "per_slider_press": per_event(c0, c1, presses * len(SLIDERS)),
@@ -428,6 +447,7 @@ def main() -> None:
                 "start": load,
                 "end": [round(x, 2) for x in os.getloadavg()],
             },
+            "cpu_probe_ms_before": probe,
         },
         "kernel": {
             "holiwidget": info.get("holiwidget"),

@@ -667,3 +667,50 @@ def test_quick_png_is_a_png_of_the_same_pixels() -> None:
             img.load()  # checks every chunk's CRC and the zlib stream
             assert img.mode == "RGBA"
             np.testing.assert_array_equal(np.asarray(img), rgba)
+
+
+def test_a_frame_redraws_only_what_changed_and_equals_a_whole_draw(explorer: Explorer) -> None:
+    ex, views = explorer, explorer.views
+    names = ("overlay", "lpw", "probe", "grid")
+
+    def pixels(name: str) -> np.ndarray:
+        return np.asarray(views.figures[name].canvas.get_renderer().buffer_rgba()).copy()
+
+    image_draws = []
+    grid_image = views.grid.image
+    draw = grid_image.draw
+    grid_image.draw = lambda renderer: (image_draws.append(1), draw(renderer))
+    for name in names:
+        views.frames[name].full()
+    grid = views.grid
+    step = grid.cell[0] + 6
+    moves = [
+        lambda: setattr(ex.threshold, "value", 0.3),  # the maps change
+        lambda: click(ex, views.figures["grid"], grid.ax, step + 14.7, 2 * step + 49.8),
+        lambda: click(ex, views.figures["overlay"], views.overlay.ax, 10, 200),  # a probe
+        lambda: ex.score_button.click(),  # AUC texts over the grid's maps
+        lambda: setattr(ex.median, "value", 31),
+        lambda: click(ex, views.figures["grid"], grid.ax, 14.7, 49.8),
+    ]
+    for first, second in zip(moves[::2], moves[1::2], strict=True):
+        for move in (first, second):  # two moves: a frame built on a frame
+            move()
+            assert ex.last_error is None, ex.last_error
+            image_draws.clear()
+            for name in names:
+                views.frames[name].blit()
+            slider = move in (moves[0], moves[4])
+            assert len(image_draws) == (1 if slider or move is moves[3] else 0)
+        for name in names:
+            blitted = pixels(name)
+            views.frames[name].full()
+            np.testing.assert_array_equal(blitted, pixels(name), err_msg=name)
+    # A saved grid (an export) shows the maps, pixel for pixel where no line crosses them.
+    fig, buf = views.figures["grid"], io.BytesIO()
+    fig.savefig(buf, format="png", dpi=fig.dpi)
+    saved = np.asarray(Image.open(buf).convert("RGBA"))
+    box = grid.ax.get_window_extent()
+    top, left = saved.shape[0] - round(box.y1), round(box.x0)
+    maps = grid.image.get_array()
+    shown = saved[top : top + maps.shape[0], left : left + maps.shape[1]]
+    assert (shown == maps).all(-1).mean() > 0.75  # (AUC boxes and crosshairs cover some)

@@ -60,6 +60,25 @@ def _action(fn: Callable) -> Callable:
     return wrapper
 
 
+def _from_page(app: Explorer, fn: Callable, latest: str | None = None) -> Callable:
+    """A callback of the page (a control, a click): run as ``app._act(fn)`` on the kernel's
+    event loop, where the views are drawn. The page's messages arrive on another thread (a
+    kernel subshell), which would otherwise change the session while the loop draws it and
+    compete with it for the interpreter. ``latest``: see :meth:`~.pacing.Pacer.on_loop`."""
+    act = app._act(fn)
+
+    def run(*args: object) -> None:
+        if app.muted:
+            return  # the app setting a widget itself
+        pacer = app.views.pacer
+        if pacer.elsewhere():
+            pacer.on_loop(act, *args, latest=latest)
+        else:
+            act(*args)
+
+    return run
+
+
 class Explorer(Controls):
     """An interactive explorer of Holistic-CAM and its baselines at every depth of a CNN.
 
@@ -169,9 +188,9 @@ class Explorer(Controls):
             ),
         }
         for name, fn in on.items():
-            self.widgets[name].observe(self._act(fn), "value")
+            self.widgets[name].observe(_from_page(self, fn), "value")
         for name in ("threshold", "median", "box", "denoise"):
-            self.widgets[name].observe(self._act(self._on_denoise), "value")
+            self.widgets[name].observe(_from_page(self, self._on_denoise, "denoise"), "value")
         clicks = {
             "previous_image": lambda: self._step(-1),
             "next_image": lambda: self._step(1),
@@ -184,7 +203,7 @@ class Explorer(Controls):
             "save_figure_button": lambda: self._exported(self.save_figure(self._export("figure"))),
         }  # fmt: skip
         for name, fn in clicks.items():
-            self.widgets[name].on_click(self._act(lambda _button, fn=fn: fn()))
+            self.widgets[name].on_click(_from_page(self, lambda _button, fn=fn: fn()))
 
     def _act(self, fn: Callable) -> Callable:
         return functools.partial(_action(lambda self, *args: fn(*args)), self)
@@ -222,7 +241,7 @@ class Explorer(Controls):
         self.image.value = keys[(keys.index(self.session.image) + by) % len(keys)]
 
     def _clicked(self, view: str, cell: tuple[int, int] | None, y: int, x: int) -> None:
-        self._act(self._click)(view, cell, y, x)
+        _from_page(self, self._click)(view, cell, y, x)
 
     def _click(self, view: str, cell: tuple[int, int] | None, y: int, x: int) -> None:
         s = self.session
@@ -233,11 +252,11 @@ class Explorer(Controls):
         self.probe_at(y, x)
 
     def _picked(self, threshold: float, median: int, box: int) -> None:
-        self._act(self.session.set_denoising)(threshold, median, box, True)
+        _from_page(self, self.session.set_denoising)(threshold, median, box, True)
 
     def _changed(self, kind: str) -> None:
-        if self.views.elsewhere():  # the first maps' thread: the views change on the loop
-            self.views.on_loop(self._changed, kind)
+        if self.views.pacer.elsewhere():  # the first maps' thread: views change on the loop
+            self.views.pacer.on_loop(self._changed, kind)
             return
         self.views.update(kind)
         if kind == "map":  # the first part of "maps"
@@ -246,7 +265,7 @@ class Explorer(Controls):
             self.reflect(self.session, kind, self.views.sweep_shown)
             return
         self.last_error = None  # a success replaces the status (and an earlier error)
-        self.views.then(
+        self.views.pacer.then(
             lambda: self.reflect(
                 self.session, kind, self.views.sweep_shown, status=self.last_error is None
             ),
@@ -263,7 +282,7 @@ class Explorer(Controls):
 
     def _ipython_display_(self) -> None:
         display(self.app)
-        self.views.attach()
+        self.views.pacer.attach()
         if self._defer:
             self.start()
         else:

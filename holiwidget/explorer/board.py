@@ -3,18 +3,16 @@
 :class:`Board` makes the figures (ipympl canvases in the app, Agg without a browser) and
 turns each session change into in-place updates of the views it touches. Each changed
 figure is then either redrawn whole (its labels changed) or has only its moving parts
-redrawn over a kept background (:class:`~.canvas.Frame`). In a kernel the frames are sent
-right after the change is handled (``call_soon`` on the kernel's event loop, the overlay
-first), without waiting for the browser to ask for a draw; elsewhere ``draw_idle``.
+redrawn over a kept background (:class:`~.canvas.Frame`). When each frame is sent is
+:class:`~.pacing.Pacer`'s (:attr:`Board.pacer`): in a kernel right after the change is
+handled, the views an interaction is judged by first, without waiting for the browser to
+ask for a draw; elsewhere ``draw_idle``.
 Clicks on an image view come back as ``on_click(view, cell, y, x)``, a click on a sweep
 heatmap as ``on_pick(tau, m, b)``.
 """
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
-import threading
 from collections.abc import Callable
 
 import numpy as np
@@ -24,17 +22,16 @@ from matplotlib.figure import Figure
 from ..methods import COLORS, LABELS
 from .canvas import Frame, move_crosshair, new_figure, pixel
 from .grid import GridView
+from .pacing import Pacer
 from .sensitivity import SensitivityView
 from .session import Session
 from .views import CurvesView, OverlayView, ProbeView, WrapView
 
 __all__ = ["VIEWS", "Board"]
 
-#: The order frames are sent in: those with speed targets first, the slow ones last.
-_ORDER = ("overlay", "probe", "grid", "lpw", "sensitivity", "curves")
-#: The views redrawn at once after a slider move, and after a click; the others wait until
-#: the changes rest for _SETTLE_S (a new dataset redraws everything at once).
-_SLIDER_FIRST, _CLICK_FIRST, _SETTLE_S = ("overlay", "grid"), ("overlay", "probe", "grid"), 0.12
+#: The views sent first after a slider move, and after a click (then the grid: see
+#: :mod:`.pacing`); a new dataset sends every view at once.
+_SLIDER_FIRST, _CLICK_FIRST, _CLICK_NEXT = ("overlay", "grid"), ("overlay", "probe"), ("grid",)
 #: The views by name, with their figures' sizes in pixels.
 VIEWS = {
     "overlay": (430, 400),
@@ -89,17 +86,12 @@ class Board:
             "grid": self.grid.frame,
             "sensitivity": Frame(fig["sensitivity"], []),
         }
-        self._dirty: dict[str, bool] = {}  # view -> whole figure (True) or moving parts
+        #: When the frames are sent (and the loop the page's actions run on).
+        self.pacer = Pacer(
+            self._paint, lambda name: fig[name].canvas.draw_idle(), interactive=interactive
+        )
         self._structure: tuple = ()
         self._curves_shown: tuple | None = None
-        self._loop: asyncio.AbstractEventLoop | None = None
-        self._thread: int | None = None
-        self._pending = False
-        self._after: list[Callable[[], None]] = []
-        self._urgent: set[str] = set()
-        self._later: dict[str, bool] = {}
-        self._settle: asyncio.TimerHandle | None = None
-        self._resting: list[Callable[[], None]] = []
         for name in ("overlay", "lpw", "grid"):
             fig[name].canvas.mpl_connect("button_press_event", self._press)
 
@@ -118,8 +110,7 @@ class Board:
             self._whole()
         elif kind == "map":  # the map in view: sent at once, before the other layers
             self._current(moved=s.method == "holistic", place=False)
-            if "overlay" in self._dirty and self._loop is not None and self.interactive:
-                self._paint("overlay", self._dirty.pop("overlay"))
+            self.pacer.send_now("overlay")
             return
         elif kind == "maps":
             holistic = [i for i, m in enumerate(s.ds["cam"].values) if m == "holistic"]
@@ -146,13 +137,14 @@ class Board:
             self._mark("overlay", whole=True)
             self._mark("grid", whole=True)
         if kind == "dataset":
-            self._urgent |= set(self._dirty)
+            self.pacer.draw(first=VIEWS)
+        elif kind == "maps":
+            self.pacer.draw(first=_SLIDER_FIRST)
         else:
-            self._urgent |= set(_SLIDER_FIRST if kind == "maps" else _CLICK_FIRST)
-        self.draw()
+            self.pacer.draw(first=_CLICK_FIRST, following=_CLICK_NEXT)
 
     def _mark(self, name: str, whole: bool = False) -> None:
-        self._dirty[name] = self._dirty.get(name, False) or whole
+        self.pacer.mark(name, whole)
 
     def _whole(self) -> None:
         s, ds = self.session, self.session.ds
@@ -243,88 +235,15 @@ class Board:
         self.sensitivity.set_results(results, metric=metric)
         self.sweep_shown = True
         self._sweep_mark()
-        self.draw()
+        self.pacer.draw()
 
     # -- drawing -------------------------------------------------------------------------
-
-    def attach(self) -> None:
-        """Send frames from the running event loop (call it in the kernel's thread)."""
-        with contextlib.suppress(RuntimeError):
-            self._loop = asyncio.get_running_loop()
-            self._thread = threading.get_ident()
-
-    def elsewhere(self) -> bool:
-        """Whether this runs off the loop's thread (the views must change on the loop)."""
-        return self._loop is not None and threading.get_ident() != self._thread
-
-    def on_loop(self, fn: Callable, *args: object) -> None:
-        """Run ``fn(*args)`` on the loop's thread."""
-        self._loop.call_soon_threadsafe(fn, *args)
-
-    def draw(self) -> None:
-        """Redraw the changed views: at once after this change in a kernel, else when idle."""
-        if not self.interactive:
-            self._dirty.clear()  # Agg figures are drawn when saved
-        elif self._loop is None:
-            for name in self._dirty:
-                self.figures[name].canvas.draw_idle()
-            self._dirty.clear()
-        elif not self._pending:
-            self._pending = True
-            self._loop.call_soon_threadsafe(self._render)
-
-    def _render(self) -> None:
-        """Send the urgent views' frames now (after a slider move: the overlay and the grid);
-        the others' once the changes pause for :data:`_SETTLE_S`, so that a burst of slider
-        moves redraws them once."""
-        self._pending = False
-        dirty, self._dirty = self._dirty, {}
-        urgent, self._urgent = self._urgent, set()
-        after, self._after = self._after, []
-        for name in _ORDER:
-            if name not in dirty:
-                continue
-            if name not in urgent:
-                self._later[name] = self._later.get(name, False) or dirty[name]
-            else:
-                self._paint(name, dirty[name] or self._later.pop(name, False))
-        if self._later or self._resting:
-            if self._settle is not None:
-                self._settle.cancel()
-            self._settle = self._loop.call_later(_SETTLE_S, self._render_later)
-        for fn in after:
-            fn()
-
-    def _render_later(self) -> None:
-        self._settle = None
-        later, self._later = self._later, {}
-        resting, self._resting = self._resting, []
-        for name in _ORDER:
-            if name in later:
-                self._paint(name, later[name])
-        for fn in resting:
-            fn()
 
     def _paint(self, name: str, whole: bool) -> None:
         if whole:
             self.frames[name].full()
         else:
             self.frames[name].blit()
-
-    def then(self, fn: Callable[[], None], *, resting: bool = False) -> None:
-        """Run ``fn`` once the changed views are drawn (at once without a kernel's loop): the
-        page's text readouts follow the frames, so that the maps reach the browser first.
-        ``resting``: only once the changes pause (the readouts of a burst of slider moves)."""
-        if self._loop is None or not self.interactive:
-            fn()
-            return
-        if resting:
-            self._resting = [fn]  # it reads the state then: the last one is enough
-        else:
-            self._after.append(fn)
-        if not self._pending:
-            self._pending = True
-            self._loop.call_soon_threadsafe(self._render)
 
     # -- clicks --------------------------------------------------------------------------
 

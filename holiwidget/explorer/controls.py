@@ -9,6 +9,7 @@ tooltip; a disabled control's tooltip says why (:meth:`Controls.sync`).
 from __future__ import annotations
 
 import contextlib
+import threading
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 
@@ -94,8 +95,7 @@ class Controls:
     the probed values), ``legend`` (what the low-pass wrap is), ``download`` (links)."""
 
     def __init__(self) -> None:
-        #: Set while the app sets widgets itself: their observers do not act.
-        self.muted = 0
+        self._muting = threading.local()
         self.widgets: dict[str, W.DOMWidget] = {}
         for name, spec in SPECS.items():
             widget = spec.kind(tooltip=spec.tooltip, **spec.options)
@@ -111,12 +111,19 @@ class Controls:
 
     @contextlib.contextmanager
     def silently(self) -> Iterator[None]:
-        """Set widgets from the session without acting on the change (observers skip it)."""
-        self.muted += 1
+        """Set widgets from the session without acting on the change (observers skip it).
+        Only changes made in this thread are skipped: the page's, arriving meanwhile on the
+        kernel's other thread, still act."""
+        self._muting.depth = getattr(self._muting, "depth", 0) + 1
         try:
             yield
         finally:
-            self.muted -= 1
+            self._muting.depth -= 1
+
+    @property
+    def muted(self) -> bool:
+        """Whether this thread is setting widgets itself (see :meth:`silently`)."""
+        return getattr(self._muting, "depth", 0) > 0
 
     def fill(self, s: Session) -> None:
         """The choices and values a new session starts with."""

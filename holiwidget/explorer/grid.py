@@ -1,7 +1,8 @@
 """The grid view: every layer x method map on one colour scale, as one mosaic image.
 
 The maps are reduced to :data:`CELL` pixels a side (a block mean) and placed in one array,
-drawn by one image artist: a 4 x 5 grid costs one image's draw, not twenty axes'. Method
+drawn by one figure image, pixel for pixel over the axes (no resampling): a 4 x 5 grid
+costs one copy of its pixels, not twenty axes' draws. Method
 names head the columns in each method's colour, layer names label the rows, the current
 map is framed, the probe's crosshair shows in every cell, and each cell can carry its
 insertion / deletion AUCs. Only a change of the layer or method lists rebuilds the figure.
@@ -16,8 +17,10 @@ import matplotlib
 import numpy as np
 from matplotlib.cm import ScalarMappable
 from matplotlib.colors import Colormap, Normalize
+from matplotlib.image import FigureImage
 from matplotlib.lines import Line2D
 from matplotlib.patches import Rectangle
+from matplotlib.transforms import IdentityTransform
 
 from ..methods import COLORS, LABELS
 from .canvas import DPI, FONT, Frame, image_axes
@@ -70,6 +73,19 @@ def _place(out: np.ndarray, column: np.ndarray, method: int) -> None:
         out[y : y + h, x : x + w] = cell
 
 
+class _Mosaic(FigureImage):
+    """A figure image of RGBA pixels, drawn as they are at the figure's own dpi: matplotlib
+    would pass them through its resampler and colour checks, several times the copy's cost
+    (at another dpi, as when saved larger, it does)."""
+
+    def make_image(
+        self, renderer: object, magnification: float = 1.0, unsampled: bool = False
+    ) -> tuple:
+        if magnification != 1.0 or renderer.dpi != self.figure.dpi:
+            return super().make_image(renderer, magnification, unsampled)
+        return np.ascontiguousarray(self.get_array()[::-1]), self.ox, self.oy, IdentityTransform()
+
+
 class GridView:
     """The layer x method grid (see the module's notes).
 
@@ -104,7 +120,12 @@ class GridView:
             spine.set_visible(False)
         blank = np.full((inner_h, inner_w), np.nan, np.float32)
         self.values = blank  # the mosaic's attributions; the image shows them coloured
-        self.image = self.ax.imshow(self._colour(blank), interpolation="none")
+        # the axes' data coordinates are the mosaic's pixels, which the image lays under it
+        self.ax.set_xlim(-0.5, inner_w - 0.5)
+        self.ax.set_ylim(inner_h - 0.5, -0.5)
+        self.image = _Mosaic(fig, offsetx=_LEFT, offsety=_BOTTOM, origin="upper")
+        self.image.set_array(self._colour(blank))
+        self.ax.add_artist(self.image)  # drawn with the axes (and below their lines)
         self.bar = ScalarMappable(Normalize(0.0, 1.0), self._cmap)
         for mi, method in enumerate(self.methods):
             self.ax.text(
@@ -142,7 +163,9 @@ class GridView:
         fig.colorbar(self.bar, cax=bar).set_label("attribution, 0-1", fontsize=FONT["label"])
         bar.tick_params(labelsize=FONT["tick"])
         self.current: tuple[int, int] | None = None
-        self.frame.reset([self.image, self.outline, self.cross, *self.auc_texts.values()])
+        # the maps (with their AUCs) change with the sliders, the frame and crosshair with a
+        # click: a click redraws only the latter
+        self.frame.reset([[self.image, *self.auc_texts.values()], [self.outline, self.cross]])
 
     def structure(
         self, layers: Sequence[str], methods: Sequence[str], size: tuple[int, int]

@@ -52,7 +52,9 @@ class OverlayView:
         figure.colorbar(self.bar, cax=bar).set_label("attribution, 0-1", fontsize=FONT["label"])
         bar.tick_params(labelsize=FONT["tick"])
         self.cross = crosshair(self.ax)
-        self.frame = Frame(figure, [self.art, *self.cross, self.title])
+        # the title (above the axes) changes with the current map, the map also with the
+        # sliders, the crosshair with a probe: each redrawn only with those above it
+        self.frame = Frame(figure, [[self.title], [self.art], self.cross])
         figure.canvas.mpl_connect("scroll_event", self._zoom)
 
     def show(
@@ -113,7 +115,7 @@ class WrapView:
             color="0.3",
         )  # fmt: skip
         self.cross = crosshair(self.ax)
-        self.frame = Frame(figure, [self.art, *self.cross, self.title])
+        self.frame = Frame(figure, [[self.title, self.art], self.cross])
 
     def set_size(self, height: int, width: int) -> None:
         """Fit the image to maps of ``height x width`` pixels."""
@@ -136,7 +138,7 @@ class ProbeView:
         self.band = self.ax.axvline(0, color="0.5", linewidth=8, alpha=0.2)
         self.lines: list = []
         self.layers: list[str] = []
-        self.frame = Frame(figure, [self.band, self.title])
+        self.frame = Frame(figure, [[self.band, self.title]])
 
     def structure(self, layers: Sequence[str], methods: Sequence[str]) -> None:
         """One line per method over the layers (rebuilt only when the lists change)."""
@@ -158,7 +160,7 @@ class ProbeView:
             legend.remove()
         if self.lines:
             self.ax.legend(fontsize=FONT["tick"], loc="upper left", ncols=2, framealpha=0.6)
-        self.frame.reset([self.band, self.title, *self.lines])
+        self.frame.reset([[self.band, self.title, *self.lines]])
 
     def set_probe(self, y: int | None, x: int | None, values: np.ndarray | None) -> None:
         """``values`` (method, layer) at pixel (y, x); None hides the lines."""
