@@ -667,6 +667,8 @@ def test_quick_png_is_a_png_of_the_same_pixels() -> None:
             img.load()  # checks every chunk's CRC and the zlib stream
             assert img.mode == "RGBA"
             np.testing.assert_array_equal(np.asarray(img), rgba)
+    with pytest.raises(ValueError, match="RGBA pixels"):
+        quick_png(np.zeros((3, 3), np.uint8))
 
 
 def test_a_frame_redraws_only_what_changed_and_equals_a_whole_draw(explorer: Explorer) -> None:

@@ -199,6 +199,8 @@ def quick_png(rgba: np.ndarray) -> bytes:
     as well without it. ISA-L deflates a frame about five times as quickly as zlib at level
     1, to about the same size. Any PNG reader decodes the result (tested against Pillow).
     """
+    if rgba.ndim != 3 or rgba.shape[2] != 4:
+        raise ValueError(f"quick_png takes (H, W, 4) RGBA pixels, not an array of {rgba.shape}")
     height, width = rgba.shape[:2]
     rows = np.zeros((height, width * 4 + 1), np.uint8)  # a 0 (no filter) before each row
     rows[:, 1:] = np.ascontiguousarray(rgba, dtype=np.uint8).reshape(height, -1)
