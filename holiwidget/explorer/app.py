@@ -159,7 +159,8 @@ class Explorer(Controls):
         #: The last error shown in the app (None after a success).
         self.last_error: str | None = None
         self.session = Session(provider, target=target, progress=PageProgress(self))
-        self.views = Board(self.session, self._clicked, self._picked, interactive=interactive)
+        clicked, picked = _from_page(self, self._click), _from_page(self, self._picked)
+        self.views = Board(self.session, clicked, picked, interactive=interactive)
         self.fill(self.session)
         self.app = build_layout(self, self.views.canvases())
         self._observe()
@@ -240,9 +241,6 @@ class Explorer(Controls):
         keys = [src.key for src in self.session.sources]
         self.image.value = keys[(keys.index(self.session.image) + by) % len(keys)]
 
-    def _clicked(self, view: str, cell: tuple[int, int] | None, y: int, x: int) -> None:
-        _from_page(self, self._click)(view, cell, y, x)
-
     def _click(self, view: str, cell: tuple[int, int] | None, y: int, x: int) -> None:
         s = self.session
         if s.ds is None or s.busy:
@@ -252,7 +250,7 @@ class Explorer(Controls):
         self.probe_at(y, x)
 
     def _picked(self, threshold: float, median: int, box: int) -> None:
-        _from_page(self, self.session.set_denoising)(threshold, median, box, True)
+        self.session.set_denoising(threshold, median, box, True)
 
     def _changed(self, kind: str) -> None:
         if self.views.pacer.elsewhere():  # the first maps' thread: views change on the loop

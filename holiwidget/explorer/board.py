@@ -77,7 +77,6 @@ class Board:
         self.grid = GridView(fig["grid"], session.cmap)
         self.sensitivity = SensitivityView(fig["sensitivity"], on_pick)
         self.sweep_shown = False
-        self.interactive = interactive
         self.frames = {
             "overlay": self.overlay.frame,
             "lpw": self.lpw.frame,
