@@ -200,10 +200,25 @@ def test_explorer_in_jupyterlab(lab: str) -> None:
             )
             status = page.locator(STATUS).first.text_content()
             assert "no network pass" in status, status
-            after, diff = _wait_changed(page, OVERLAY, before)
+            _wait_changed(page, OVERLAY, before)
+            after = _settled(page, OVERLAY)
             after.save(ARTIFACTS / "overlay-0.3.png")
             page.screenshot(path=str(ARTIFACTS / "3-threshold.png"))
-            assert diff > 0.5, "the fused view did not change after moving the threshold"
+            assert _changed(before, after) > 0.5, (
+                "the fused view did not change after moving the threshold"
+            )
+
+            # After the burst the view shows its last state: one step right and back shows
+            # the same pixels (no older frame drawn last).
+            # (The status line follows the frames.)
+            for key, tau in (("ArrowRight", "0.31"), ("ArrowLeft", "0.30")):
+                page.keyboard.press(key)
+                page.wait_for_function(
+                    f"() => document.querySelector('.holiwidget-status').textContent"
+                    f".includes('τ {tau}')",
+                    timeout=REDRAW_S * 1000,
+                )
+            assert _changed(after, _settled(page, OVERLAY)) == 0, "the burst's last frame is stale"
 
             # A click on a pixel of the fused view: the probe shows that pixel.
             probe_text = page.locator(PROBE).first.text_content()

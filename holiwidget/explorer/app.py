@@ -218,9 +218,7 @@ class Explorer(Controls):
         if self.made_odd(change):
             return  # the odd value acts through this callback again
         try:
-            self.session.set_denoising(
-                self.threshold.value, self.median.value, self.box.value, self.denoise.value
-            )
+            self.session.set_denoising(*self.denoising())
         except HoliwidgetError:
             with self.silently():
                 owner.value = change["old"]  # a NaN would fail every later move

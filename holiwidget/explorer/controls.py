@@ -108,6 +108,7 @@ class Controls:
         self.position = _readout("position", W.HTML(""))
         self.probe = _readout("probe", W.HTML("<i>click a pixel of any map to probe it</i>"))
         self.download = _readout("download", W.HTML(""))
+        self._taken: tuple | None = None  # the denoising values the session last took
 
     @contextlib.contextmanager
     def silently(self) -> Iterator[None]:
@@ -165,9 +166,18 @@ class Controls:
             self.status.value = status_html(*s.note)
         self.sync(s, sweep)
 
+    def denoising(self) -> tuple[float, int, int, bool]:
+        """The denoising controls' values (τ, m, b, on), for the session to take."""
+        self._taken = (self.threshold.value, self.median.value, self.box.value, self.denoise.value)
+        return self._taken
+
     def _denoising(self, s: Session) -> None:
         # a kernel beyond a slider's range (a saved dataset's, a sweep's) widens it
         self.median.max, self.box.max = max(self.median.max, s.median), max(self.box.max, s.box)
+        if (s.threshold, s.median, s.box, s.denoise) == self._taken:
+            # Taken from these controls: not written back. The page may have moved a slider
+            # on since (a burst of key presses), and the older value would move it back.
+            return
         self.threshold.value, self.median.value, self.box.value = s.threshold, s.median, s.box
         self.denoise.value = s.denoise
 
