@@ -9,22 +9,54 @@ The main entry points:
 - :func:`load_model`: torchvision classifiers with pretrained, file or random weights.
 - :func:`holistic_map`: re-denoise a kept primary map with new parameters, no network pass.
 - :func:`save_dataset` / :func:`open_dataset`: netCDF or zarr, written atomically.
-- :class:`Explorer`: the interactive Jupyter explorer (imported on first use).
+- :class:`Explorer`: the interactive Jupyter explorer.
+
+Each name is imported on first use (PEP 562), so that ``import holiwidget`` and the command
+line's server commands (``holiwidget lab``, ``holiwidget app``, which run the explorer in a
+kernel of their own) do not load torch, xarray or ipywidgets until they are needed.
 """
 
 from __future__ import annotations
 
-from .dataset import open_dataset, save_dataset
-from .engine import explain
+import importlib
+from typing import TYPE_CHECKING
+
 from .errors import HoliwidgetError
-from .evaluation import evaluate
-from .layers import holistic_stage
-from .methods import METHODS
-from .methods.holistic import holistic_map, low_pass_wrap
-from .models import load_model
-from .pyramid import pyramid_sizes
-from .samples import SAMPLES, load_sample
-from .sweeps import paired_differences, plot_sensitivity, sensitivity_table, sweep
+
+if TYPE_CHECKING:
+    from .dataset import open_dataset, save_dataset
+    from .engine import explain
+    from .evaluation import evaluate
+    from .explorer import Explorer, open_explorer
+    from .layers import holistic_stage
+    from .methods import METHODS
+    from .methods.holistic import holistic_map, low_pass_wrap
+    from .models import load_model
+    from .pyramid import pyramid_sizes
+    from .samples import SAMPLES, load_sample
+    from .sweeps import paired_differences, plot_sensitivity, sensitivity_table, sweep
+
+#: Public name -> the module that defines it.
+_HOMES = {
+    "open_dataset": "dataset",
+    "save_dataset": "dataset",
+    "explain": "engine",
+    "evaluate": "evaluation",
+    "Explorer": "explorer",
+    "open_explorer": "explorer",
+    "holistic_stage": "layers",
+    "METHODS": "methods",
+    "holistic_map": "methods.holistic",
+    "low_pass_wrap": "methods.holistic",
+    "load_model": "models",
+    "pyramid_sizes": "pyramid",
+    "SAMPLES": "samples",
+    "load_sample": "samples",
+    "paired_differences": "sweeps",
+    "plot_sensitivity": "sweeps",
+    "sensitivity_table": "sweeps",
+    "sweep": "sweeps",
+}
 
 __all__ = [
     "METHODS",
@@ -50,9 +82,18 @@ __all__ = [
 
 
 def __getattr__(name: str) -> object:
-    # The explorer pulls in ipywidgets and ipympl: imported only when asked for.
-    if name in ("Explorer", "open_explorer"):
-        from . import explorer
-
-        return getattr(explorer, name)
+    home = _HOMES.get(name)
+    if home is not None:
+        value = getattr(importlib.import_module(f".{home}", __name__), name)
+        globals()[name] = value  # looked up once
+        return value
+    try:  # a submodule not imported yet (holiwidget.images, ...)
+        return importlib.import_module(f".{name}", __name__)
+    except ModuleNotFoundError as err:
+        if err.name != f"{__name__}.{name}":
+            raise
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *_HOMES})

@@ -289,3 +289,24 @@ def test_lab_with_a_missing_notebook_is_one_line(tmp_path: Path) -> None:
     assert code == 2 and out == ""
     assert err.startswith("holiwidget: error: notebook ") and "check the --notebook path" in err
     assert len(err.splitlines()) == 1
+
+
+def test_server_commands_and_the_package_load_no_torch() -> None:
+    """``import holiwidget`` and ``holiwidget lab`` / ``app`` (whose kernels do the work) leave
+    torch, xarray and ipywidgets unloaded; the package's names load on first use."""
+    code = """
+import sys
+import holiwidget
+from holiwidget.cli import main
+heavy = ("torch", "xarray", "ipywidgets")
+assert main(["lab", "--help"]) == 0 and main(["-v", "app", "--help"]) == 0
+print("light:", sorted(m for m in heavy if m in sys.modules))
+assert "explain" in dir(holiwidget) and callable(holiwidget.explain)
+print("used:", sorted(m for m in heavy if m in sys.modules), holiwidget.images.__name__)
+"""
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    assert "light: []" in done.stdout
+    assert "used: ['torch', 'xarray']" in done.stdout and "holiwidget.images" in done.stdout
+    with pytest.raises(AttributeError, match="no attribute 'nonexistent'"):
+        _ = holiwidget.nonexistent

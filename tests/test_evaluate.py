@@ -1,6 +1,6 @@
 """`holiwidget evaluate` and `holiwidget.evaluate`: the pipeline end to end on real ImageNet
 images with the real MobileNetV2 weights from ../shared, a coarse step and few images (the
-tiny version of the reproduction run), resuming after a kill, serial vs a dask
+tiny version of the reproduction run: two images), resuming after a kill, serial vs a dask
 LocalCluster, and bad input."""
 
 from __future__ import annotations
@@ -31,6 +31,7 @@ FIRST = ["ILSVRC2012_val_00000347.JPEG", "ILSVRC2012_val_00000355.JPEG"]
 LAYERS = "features.6.conv.0,features.18"
 METHODS = "holistic,gradcam"
 STEP = 3584  # 15 evaluations per curve: coarse, for speed
+IMAGES = 2  # the fewest for a resume after a kill and for an interval
 
 
 def _data(shared: Path) -> tuple[Path, Path]:
@@ -38,7 +39,7 @@ def _data(shared: Path) -> tuple[Path, Path]:
     return root / "images", root / "annotations.csv"
 
 
-def _argv(shared: Path, weights: Path, output: Path, limit: int = 3) -> list[object]:
+def _argv(shared: Path, weights: Path, output: Path, limit: int = IMAGES) -> list[object]:
     images, annotations = _data(shared)
     return [
         "evaluate",
@@ -65,7 +66,7 @@ def test_results_dataset(full_run) -> None:
     assert list(ds["metric"].values) == ["insertion", "deletion", "overall", "road", "epg"]
     assert list(ds["cam"].values) == ["holistic", "gradcam"]
     assert list(ds["layer"].values) == LAYERS.split(",")
-    assert ds.sizes["image"] == 3 and len(set(ds["image"].values)) == 3
+    assert ds.sizes["image"] == IMAGES and len(set(ds["image"].values)) == IMAGES
     score = ds["score"]
     assert np.isfinite(score.values).all()
     np.testing.assert_allclose(
@@ -122,7 +123,7 @@ def test_summary_table_files_and_printout(full_run) -> None:
     text = md.read_text()
     assert "| Method | Ins | Del | Over-all | ROAD | EPG |" in text
     assert "| Holistic-CAM |" in text and "| centre prior |" in text
-    assert "**features.18**" in text and "3 images" in text
+    assert "**features.18**" in text and f"{IMAGES} images" in text
     assert text.startswith("<!-- written by holiwidget")  # its mark: replaced only if ours
     assert text.split("\n", 1)[1].strip() in stdout
     with table.open() as fh:
@@ -136,7 +137,7 @@ def test_summary_table_files_and_printout(full_run) -> None:
     half = float(row["high"]) - float(row["mean"])
     from scipy import stats
 
-    expected = stats.t.ppf(0.975, 2) * values.std(ddof=1) / math.sqrt(3)
+    expected = stats.t.ppf(0.975, IMAGES - 1) * values.std(ddof=1) / math.sqrt(IMAGES)
     assert half == pytest.approx(expected, abs=1e-3)
 
 
@@ -154,7 +155,7 @@ def test_rerun_of_a_finished_run_recomputes_nothing(
     argv[argv.index("--images") + 1] = str(junk)
     code, _, stderr = run_cli(["-v", *argv])
     assert code == 0, stderr
-    assert "resuming: 3 of 3 images already scored" in stderr
+    assert f"resuming: {IMAGES} of {IMAGES} images already scored" in stderr
     after = open_dataset(out)
     assert json.loads(after.attrs["skipped"]) == {}
     xr.testing.assert_identical(after.drop_attrs(), before.drop_attrs())
@@ -177,10 +178,10 @@ def test_resume_after_kill(tmp_path, full_run, shared, mobilenet_weights) -> Non
         proc.kill()
         proc.wait()
     finished = sorted(p.name for p in partial.glob("*.npz"))
-    assert 1 <= len(finished) < 3 and not out.exists()
+    assert 1 <= len(finished) < IMAGES and not out.exists()
     code, _, stderr = run_cli(["-v", *_argv(shared, mobilenet_weights, out)])
     assert code == 0, stderr
-    assert f"resuming: {len(finished)} of 3 images already scored" in stderr
+    assert f"resuming: {len(finished)} of {IMAGES} images already scored" in stderr
     resumed, whole = open_dataset(out), open_dataset(full_run[3])
     xr.testing.assert_identical(resumed.drop_attrs(), whole.drop_attrs())
     assert resumed.attrs["protocol"] == whole.attrs["protocol"]
@@ -206,7 +207,7 @@ def test_serial_and_local_cluster_give_identical_results(
         layers="features.18",
         methods="gradcam,eigencam",
         step=STEP,
-        limit=3,
+        limit=IMAGES,
         seed=5,
     )
     serial = holiwidget.evaluate(model, images, annotations, **kwargs)

@@ -10,20 +10,21 @@
 
 Bad input is reported as one line ``holiwidget: error: <message>`` on stderr with exit
 status 2, never as a traceback. Outputs are written whole or not at all. Subcommands are
-registered in :data:`_COMMANDS`; each adds its parser and names the function that runs it.
+the modules named in :data:`_COMMANDS`; each adds its parser and names the function that
+runs it. Only the module of the command that runs is imported, so that ``holiwidget lab``
+and ``holiwidget app`` (servers whose kernels do the work) start without loading torch.
 """
 
 from __future__ import annotations
 
 import argparse
+import importlib
 import logging
 import sys
 import warnings
-from collections.abc import Callable
 from typing import NoReturn
 
 from ..errors import HoliwidgetError
-from . import app, evaluate, explain, lab, sweep
 from .options import add_verbose
 
 __all__ = ["main"]
@@ -53,18 +54,14 @@ class _Formatter(logging.Formatter):
         return f"{PROG}: {record.levelname.lower()}: {record.getMessage()}"
 
 
-#: Subcommands: each adds its parser (with ``run`` set) to the subparsers action.
-_COMMANDS: list[Callable[[argparse._SubParsersAction], None]] = [
-    explain.add_command,
-    evaluate.add_command,
-    sweep.add_command,
-    lab.add_command,
-    app.add_command,
-]
+#: Subcommands, each a module of this package whose ``add_command`` adds its parser (with
+#: ``run`` set) to the subparsers action.
+_COMMANDS = ("explain", "evaluate", "sweep", "lab", "app")
 
 
-def build_parser() -> argparse.ArgumentParser:
-    """The ``holiwidget`` argument parser, with one subparser per command."""
+def build_parser(command: str | None = None) -> argparse.ArgumentParser:
+    """The ``holiwidget`` argument parser, with one subparser per command (only ``command``'s
+    when one is named)."""
     parser = _Parser(
         prog=PROG,
         description="Holistic-CAM class-activation maps at every depth of a CNN.",
@@ -73,9 +70,16 @@ def build_parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(
         dest="command", metavar="COMMAND", required=True, parser_class=_Parser
     )
-    for add in _COMMANDS:
-        add(commands)
+    for name in _COMMANDS:
+        if command in (None, name):
+            importlib.import_module(f"{__name__}.{name}").add_command(commands)
     return parser
+
+
+def _command(argv: list[str]) -> str | None:
+    """The command ``argv`` names (the first argument that is not an option), if it is one."""
+    first = next((a for a in argv if not a.startswith("-")), None)
+    return first if first in _COMMANDS else None
 
 
 def _run(args: argparse.Namespace) -> int:
@@ -98,7 +102,8 @@ def main(argv: list[str] | None = None) -> int:
         The exit status: 0 on success, 2 for bad input (reported in one line on stderr),
         130 after Ctrl-C.
     """
-    parser = build_parser()
+    argv = sys.argv[1:] if argv is None else argv
+    parser = build_parser(_command(argv))
     try:
         args = parser.parse_args(argv)
     except _UsageError as exc:

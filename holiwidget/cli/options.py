@@ -1,4 +1,8 @@
-"""The options and argument types that several commands share."""
+"""The options and argument types that several commands share.
+
+The server commands (``lab``, ``app``) use only :func:`add_verbose` and :func:`positive_int`:
+what needs torch (the methods, the denoising defaults) is imported where it is used.
+"""
 
 from __future__ import annotations
 
@@ -6,12 +10,14 @@ import argparse
 import json
 from collections.abc import Sequence
 from pathlib import Path
-
-import xarray as xr
+from typing import TYPE_CHECKING
 
 from ..errors import HoliwidgetError
-from ..methods import METHODS
-from ..methods.holistic import Denoising
+
+if TYPE_CHECKING:
+    import xarray as xr
+
+    from ..methods.holistic import Denoising
 
 __all__ = [
     "add_denoising_options",
@@ -80,6 +86,8 @@ def add_model_options(parser: argparse.ArgumentParser, example: str) -> None:
 
 def add_explained_options(parser: argparse.ArgumentParser, methods_default: str | None) -> None:
     """--layers, --methods (unless ``methods_default`` is None) and --device."""
+    from ..methods import METHODS
+
     group = parser.add_argument_group("what is explained")
     group.add_argument(
         "--layers", default="auto", help="auto (the holistic stage) or comma-separated names"
@@ -152,6 +160,8 @@ def add_run_options(parser: argparse.ArgumentParser) -> None:
 
 def add_denoising_options(parser: argparse.ArgumentParser) -> None:
     """--threshold, --median and --box: Holistic-CAM's denoising."""
+    from ..methods.holistic import Denoising
+
     group = parser.add_argument_group("Holistic-CAM denoising")
     group.add_argument(
         "--threshold",
@@ -172,6 +182,8 @@ def add_denoising_options(parser: argparse.ArgumentParser) -> None:
 
 def denoising_from(args: argparse.Namespace) -> Denoising:
     """The denoising options, validated (before the network is loaded)."""
+    from ..methods.holistic import Denoising
+
     return Denoising(args.threshold, args.median, args.box)
 
 
