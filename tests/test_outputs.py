@@ -108,7 +108,7 @@ def test_sigkill_while_replacing_a_zarr_leaves_old_or_new(tmp_path: Path) -> Non
     out = tmp_path / "maps.zarr"
     holiwidget.save_dataset(_ds(1.0, 256), out)
     seen = set()
-    for delay in (0.05, 0.11, 0.17, 0.23, 0.29, 0.37):
+    for delay in (0.05, 0.15, 0.25, 0.37):
         writer = _python(
             f"""
             import numpy as np, xarray as xr, holiwidget
@@ -275,7 +275,7 @@ def test_a_second_evaluate_on_one_output_is_refused(
 
 def test_concurrent_explain_runs_on_one_output(tmp_path: Path, mobilenet_weights: Path) -> None:
     out = tmp_path / "maps.nc"
-    images = ["chelsea", "coffee", "astronaut", "rocket"] * 2  # long enough to overlap
+    images = ["chelsea", "coffee", "astronaut"] * 2  # long enough to overlap
     cmd = [sys.executable, "-m", "holiwidget", "explain", *images, "--model", "mobilenet_v2"]
     cmd += ["--weights", str(mobilenet_weights), "--methods", "holistic", "--output", str(out)]
     env = {**os.environ, "PYTHONPATH": str(REPO)}
@@ -290,7 +290,7 @@ def test_concurrent_explain_runs_on_one_output(tmp_path: Path, mobilenet_weights
     assert overlapped, "the first run ended before the second started: the test proved nothing"
     assert first.returncode == 0
     assert second.returncode == 2 and "another holiwidget run" in second.stderr
-    assert holiwidget.open_dataset(out).attribution.shape[0] == 8
+    assert holiwidget.open_dataset(out).attribution.shape[0] == len(images)
 
 
 # --------------------------------------------------------------------------------------
