@@ -114,7 +114,7 @@ class Board:
         elif kind == "maps":
             holistic = [i for i, m in enumerate(s.ds["cam"].values) if m == "holistic"]
             self.grid.set_maps(s.ds["attribution"].values[0], holistic)
-            self._mark("grid")
+            self.pacer.mark("grid")
             if s.probe is not None:
                 self._probe()
             self._curves()
@@ -133,17 +133,14 @@ class Board:
         elif kind == "look":
             self.overlay.show(alpha=s.opacity, cmap=s.cmap)
             self.grid.set_cmap(s.cmap)
-            self._mark("overlay", whole=True)
-            self._mark("grid", whole=True)
+            self.pacer.mark("overlay", whole=True)
+            self.pacer.mark("grid", whole=True)
         if kind == "dataset":
             self.pacer.draw(first=VIEWS)
         elif kind == "maps":
             self.pacer.draw(first=_SLIDER_FIRST)
         else:
             self.pacer.draw(first=_CLICK_FIRST, following=_CLICK_NEXT)
-
-    def _mark(self, name: str, whole: bool = False) -> None:
-        self.pacer.mark(name, whole)
 
     def _whole(self) -> None:
         s, ds = self.session, self.session.ds
@@ -164,7 +161,7 @@ class Board:
         self._scores()
         self._sweep_mark()
         for name in ("overlay", "lpw", "probe", "grid"):
-            self._mark(name, whole=True)
+            self.pacer.mark(name, whole=True)
 
     def _current(self, moved: bool, place: bool = True) -> None:
         """The current map: overlay (``moved``), wrap, grid frame and probe band (``place``)."""
@@ -172,7 +169,7 @@ class Board:
         li, mi = s.indices()
         if moved:
             self.overlay.show(saliency=ds["attribution"].values[0, mi, li])
-            self._mark("overlay")
+            self.pacer.mark("overlay")
         name = str(ds["target_name"].values[0]) if "target_name" in ds.coords else ""
         label = s.provider.sources[s.image].label
         self.overlay.title.set_text(f"{label}: {name}\n{LABELS.get(s.method, s.method)}, {s.layer}")
@@ -181,12 +178,12 @@ class Board:
         else:
             self.lpw.art.set_data(ds["lpw"].values[0, li])
             self.lpw.title.set_text(f"low-pass wrap\n{s.layer}\n{s.denoising_text()}")
-        self._mark("lpw")
+        self.pacer.mark("lpw")
         if place:
             self.grid.set_current(li, mi)
             self.probe.set_layer(li)
-            self._mark("grid")
-            self._mark("probe")
+            self.pacer.mark("grid")
+            self.pacer.mark("probe")
 
     def _probe(self) -> None:
         s = self.session
@@ -199,7 +196,7 @@ class Board:
             move_crosshair(cross, y, x)
         self.grid.set_probe(y, x)
         for view in ("probe", "overlay", "lpw", "grid"):
-            self._mark(view)
+            self.pacer.mark(view)
 
     def _curves(self) -> None:
         s, ds = self.session, self.session.ds
@@ -210,7 +207,7 @@ class Board:
             self._curves_shown = state
             color = COLORS.get(s.method, "black")
             self.curves.set_curves(s.curves, s.curves_note, clean, what, color)
-            self._mark("curves", whole=True)
+            self.pacer.mark("curves", whole=True)
 
     def _scores(self) -> None:
         s, ds = self.session, self.session.ds
@@ -221,13 +218,13 @@ class Board:
             if layer in layers and method in methods
         }
         self.grid.set_scores(cells)
-        self._mark("grid")
+        self.pacer.mark("grid")
 
     def _sweep_mark(self) -> None:
         if self.sweep_shown:
             s = self.session
             self.sensitivity.mark(s.threshold, s.median, s.box, denoise=s.denoise, layer=s.layer)
-            self._mark("sensitivity", whole=True)
+            self.pacer.mark("sensitivity", whole=True)
 
     def show_sweep(self, results: object, metric: str | None = None) -> None:
         """Open a sweep's results in the sensitivity view, marked at the current setting."""
