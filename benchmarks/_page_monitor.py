@@ -20,8 +20,13 @@ MONITOR_JS = r"""
                             dirty: new Set(), frames: 0, hashMs: 0, hashes_n: 0, unflagged: 0};
   const nameOf = new WeakMap();
   for (const v of views) { H.changes[v] = []; H.draws[v] = []; }
-  const canvasOf = (v) => document.querySelector(
-    `.holiwidget-view-${v} .jupyter-matplotlib-canvas-div canvas`);
+  // the page is searched for a view's canvas only while it has none in the document (a
+  // query per view and frame cost the page more main-thread time than any hash)
+  const canvasOf = (v) => {
+    const c = H.canvases[v];
+    if (c && c.isConnected) return c;
+    return document.querySelector(`.holiwidget-view-${v} canvas`);
+  };
   function hash(c) {
     const w = c.width, h = c.height;
     if (!w || !h) return 0;
@@ -45,7 +50,7 @@ MONITOR_JS = r"""
       return orig.apply(this, args);
     };
   }
-  // ipympl re-encodes its offscreen canvas as a PNG data URL for each image it receives
+  // any PNG data URL the page makes of a canvas (ipympl's front end made one per frame)
   H.toDataURL = {n: 0, ms: 0};
   const toDataURL = HTMLCanvasElement.prototype.toDataURL;
   HTMLCanvasElement.prototype.toDataURL = function (...args) {
@@ -68,7 +73,9 @@ MONITOR_JS = r"""
         continue;
       }
       const flagged = H.dirty.has(v);
-      if (!flagged && H.frames % 10 !== 0) continue;
+      // the safety net: one view (in turn) on every 10th frame, each about once a second
+      const checked = H.frames % 10 === 0 && views[(H.frames / 10) % views.length] === v;
+      if (!flagged && !checked) continue;
       H.dirty.delete(v);
       const h = hash(c);
       if (h !== H.hashes[v]) {
@@ -136,7 +143,7 @@ PANELS_JS = r"""
 PROFILE_CODE = r"""
 def _hwb_install():
     import collections, time
-    from ipympl.backend_nbagg import Canvas
+    from holiwidget.explorer.surface import SurfaceCanvas as Canvas
     if getattr(Canvas, "_hwb", None) is not None:
         return
     stats = Canvas._hwb = collections.defaultdict(collections.Counter)
@@ -152,17 +159,16 @@ def _hwb_install():
                 s = stats[label(self, *args)]
                 s[key + "_n"] += 1
                 s[key + "_ms"] += (time.perf_counter() - t) * 1e3
-            if key == "png" and out is not None:
-                s["png_kb"] += len(out) / 1024
+            if key == "frame":
+                s["png_kb"] += len(self._frame) / 1024
             return out
 
         setattr(cls, name, wrapper)
 
     fig = lambda self, *a: "figure " + self.figure.get_label()
-    wrap(Canvas, "draw_idle", "draw_idle", fig)  # kernel -> browser "draw" events
-    wrap(Canvas, "handle_draw", "draw_request", fig)  # browser -> kernel draw requests
-    wrap(Canvas, "draw", "draw_total", fig)  # Agg render + diff + PNG + send
-    wrap(Canvas, "get_diff_image", "png", fig)  # diff + PNG encode
+    wrap(Canvas, "draw", "draw_total", fig)  # whole Agg render + PNG + send
+    wrap(Canvas, "_send", "frame", fig)  # every frame sent: PNG encode + send
+    wrap(Canvas, "_mouse", "mouse", fig)  # the page's mouse events, as matplotlib's
 
     def msg(self, m, *a):
         data = m.get("content", {}).get("data", {})
@@ -197,13 +203,14 @@ _hwb_install()
 """
 PROFILE_READ = (
     "__import__('json').dumps({k: dict(v) for k, v in "
-    "__import__('ipympl.backend_nbagg', fromlist=['Canvas']).Canvas._hwb.items()})"
+    "__import__('holiwidget.explorer.surface', fromlist=['SurfaceCanvas'])"
+    ".SurfaceCanvas._hwb.items()})"
 )
 INFO_EXPR = r"""__import__('json').dumps(dict(
     holiwidget=__import__('holiwidget').__file__,
     torch_threads=__import__('torch').get_num_threads(),
     torch=__import__('torch').__version__,
-    ipympl=__import__('ipympl').__version__,
+    anywidget=__import__('anywidget').__version__,
     matplotlib=__import__('matplotlib').__version__,
     layers=[str(v) for v in explorer.dataset['layer'].values] if 'explorer' in globals() else None,
     methods=[str(v) for v in explorer.dataset['cam'].values] if 'explorer' in globals() else None,

@@ -77,9 +77,6 @@ def main() -> None:
     )
     every = [t for ts in timings.values() for t in ts]
     draws = {}
-    for fig in explorer.views.figures.values():
-        # as once a page is connected: ipympl then stops keeping a data-URL copy of frames
-        fig.canvas.syncing_data_url = False
     for name, frame in explorer.views.frames.items():
         frame.full()
         t = time.perf_counter()

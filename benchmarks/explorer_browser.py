@@ -17,11 +17,10 @@ weights), opens the notebook in Debian's chromium (headless, driven by Playwrigh
 
 Times come from the page's ``performance.now()``: a capture-phase keydown / mousedown listener
 on the document stamps the event, and a requestAnimationFrame loop hashes the pixels of each
-view's figure canvas (ipympl's first canvas; the second is its transparent rubberband layer)
-and stamps every change. Hashing runs on frames after a draw call touched the canvas
-(drawImage, putImageData, clearRect, fillRect are wrapped) and on every 10th frame anyway;
-changes only that safety net found are counted (``unflagged_changes``). Medians are compared
-with the targets. Before each phase and at the end, ``cpu_probe_ms_before`` times one fixed
+view's figure canvas (``.holiwidget-view-<name> canvas``) and stamps every change. Hashing runs on frames after a draw call touched the canvas
+(drawImage, putImageData, clearRect, fillRect are wrapped) and, one view in turn, on every
+10th frame anyway; changes only that safety net found are counted (``unflagged_changes``).
+Medians are compared with the targets. Before each phase and at the end, ``cpu_probe_ms_before`` times one fixed
 Python loop here: this shared machine's speed drifts by up to 2x from minute to minute, and
 the latencies with it. Only the CSS class contract is used (``.holiwidget-view-{overlay,grid,
 probe,lpw,curves}``, ``.holiwidget-{threshold,median,box} .noUi-handle``,
@@ -30,7 +29,7 @@ object.
 
     python benchmarks/explorer_browser.py [--quick] [--profile] [--screenshots DIR] [--shared ../shared]
 
-``--profile`` also counts, in the kernel, ipympl's draw requests, Agg draws and PNG encodes
+``--profile`` also counts, in the kernel, whole Agg draws, frames sent, the page's mouse events
 and the widget messages handled per interaction (it wraps those methods: a little overhead).
 ``PYTHONPATH`` is passed on to JupyterLab and its kernel (benchmark another checkout with
 ``PYTHONPATH=/that/checkout``); the kernel's ``holiwidget.__file__`` is reported.
@@ -218,7 +217,7 @@ def measure_bursts(pg: Page, bursts: int, presses: int = 10) -> dict:
     }
 
 
-GRID_CANVAS = ".holiwidget-view-grid .jupyter-matplotlib-canvas-div canvas"
+GRID_CANVAS = ".holiwidget-view-grid canvas"
 
 
 def grid_cells(pg: Page) -> tuple[list[tuple[float, float, float, float]], list[int], bool]:
@@ -453,7 +452,7 @@ def main() -> None:
             "holiwidget": info.get("holiwidget"),
             "torch_threads": info.get("torch_threads"),
             "OMP_NUM_THREADS": "1",
-            "versions": {k: info.get(k) for k in ("torch", "ipympl", "matplotlib")},
+            "versions": {k: info.get(k) for k in ("torch", "anywidget", "matplotlib")},
         },
         "model": "mobilenet_v2",
         "layers": info.get("layers"),
@@ -475,7 +474,7 @@ def main() -> None:
                 "hash_ms_mean": round(monitor["hash_ms"] / max(1, monitor["hashes"]), 2),
                 "unflagged_changes": monitor["unflagged"],
                 "canvases": monitor["canvases"],
-                "ipympl_toDataURL": {
+                "page_toDataURL": {
                     "n": monitor["toDataURL"]["n"],
                     "ms_mean": round(
                         monitor["toDataURL"]["ms"] / max(1, monitor["toDataURL"]["n"]), 2

@@ -527,7 +527,7 @@ def test_explorer_notebook_reads_the_weights_from_the_environment(
     params = [c for c in nb.cells if "parameters" in c.metadata.get("tags", [])]
     assert params and "WEIGHTS = None" in params[0].source
     code = "\n".join(c.source for c in nb.cells if c.cell_type == "code")
-    assert "%matplotlib widget" in code and "hw.open_explorer(MODEL, WEIGHTS, IMAGE" in code
+    assert "hw.open_explorer(MODEL, WEIGHTS, IMAGE" in code
     assert ENVIRONMENT["HOLIWIDGET_WEIGHTS"] == "DEFAULT"
     monkeypatch.setenv("HOLIWIDGET_WEIGHTS", str(mobilenet_weights))
     monkeypatch.setenv("HOLIWIDGET_DATA", str(tmp_path))
@@ -656,7 +656,7 @@ def test_exports_are_named_after_the_state_and_offered_as_downloads(
 
 
 def test_quick_png_is_a_png_of_the_same_pixels() -> None:
-    from holiwidget.explorer.canvas import quick_png
+    from holiwidget.explorer.surface import quick_png
 
     rng = np.random.default_rng(0)
     for shape in ((1, 1, 4), (37, 53, 4), (224, 300, 4)):

@@ -45,12 +45,12 @@ CHROMIUM_ARGS = [
 # Seconds: JupyterLab start, the first maps (a kernel, torch, eight network passes), a redraw.
 SERVER_S, FIRST_MAPS_S, REDRAW_S = 60, 150, 30
 
-OVERLAY = ".holiwidget-view-overlay .jupyter-matplotlib-canvas-div"
-PROBE_CANVAS = ".holiwidget-view-probe .jupyter-matplotlib-canvas-div"
+OVERLAY = ".holiwidget-view-overlay canvas"
+PROBE_CANVAS = ".holiwidget-view-probe canvas"
 STATUS = ".holiwidget-status"
 PROBE = ".holiwidget-probe"
-SWEEP_CANVAS = ".holiwidget-view-sensitivity .jupyter-matplotlib-canvas-div"
-CURVES_CANVAS = ".holiwidget-view-curves .jupyter-matplotlib-canvas-div"
+SWEEP_CANVAS = ".holiwidget-view-sensitivity canvas"
+CURVES_CANVAS = ".holiwidget-view-curves canvas"
 SWEEP = REPO / "docs" / "results" / "sweep-mobilenet_v2-imagenet-val66.nc"
 VIEWS = ("overlay", "lpw", "probe", "curves", "grid", "sensitivity")
 
@@ -239,10 +239,31 @@ def test_explorer_in_jupyterlab(lab: str) -> None:
             page.screenshot(path=str(ARTIFACTS / "4-probe.png"))
             assert probe_diff > 0.5, "the probe's plot did not change after the click"
             assert "error" not in page.locator(STATUS).first.text_content()
-            _settled(page, ".holiwidget-view-grid .jupyter-matplotlib-canvas-div").save(
-                ARTIFACTS / "grid.png"
-            )
+            _settled(page, ".holiwidget-view-grid canvas").save(ARTIFACTS / "grid.png")
             assert _places(page) == places, "a view moved when the probe appeared"
+
+            # The overlay zooms with the wheel about the pointer, pans with a shift-drag
+            # (without probing), and shows the whole image again when zoomed back out.
+            whole = _settled(page, OVERLAY)
+            box = page.locator(OVERLAY).first.bounding_box()
+            x, y = box["x"] + 0.4 * box["width"], box["y"] + 0.5 * box["height"]
+            page.mouse.move(x, y)
+            page.mouse.wheel(0, -120)
+            zoomed, diff = _wait_changed(page, OVERLAY, whole)
+            assert diff > 0.5, "the overlay did not zoom"
+            zoomed = _settled(page, OVERLAY)
+            page.keyboard.down("Shift")
+            page.mouse.down()
+            page.mouse.move(x + 40, y, steps=4)
+            page.mouse.up()
+            page.keyboard.up("Shift")
+            _, diff = _wait_changed(page, OVERLAY, zoomed)
+            assert diff > 0.5, "the overlay did not pan"
+            assert page.locator(PROBE).first.text_content() == probe_text, "a pan probed"
+            for _ in range(2):
+                page.mouse.wheel(0, 120)
+            _wait_changed(page, OVERLAY, _settled(page, OVERLAY))
+            assert _changed(whole, _settled(page, OVERLAY)) == 0, "not the whole image again"
 
             # The curves of the current map (450 forward passes); nothing moves either.
             curves = _settled(page, CURVES_CANVAS)

@@ -215,7 +215,7 @@ def test_look_is_checked(session: Session) -> None:
 
 def test_the_session_needs_no_widget() -> None:
     """In a fresh interpreter, a whole session (passes, re-denoising, scores) imports
-    neither ipywidgets nor ipympl."""
+    neither ipywidgets nor the explorer's canvas widget (anywidget)."""
     code = """
 import sys, torch
 from torch import nn
@@ -226,7 +226,7 @@ net = nn.Sequential(nn.Conv2d(3, 4, 3, padding=1), nn.ReLU(), nn.AdaptiveAvgPool
                     nn.Flatten(), nn.Linear(4, 3)).eval()
 s = Session(ModelProvider(net, None, ["1"], ["gradcam"], device="cpu"))
 s.ensure(); s.probe_at(5, 5); s.set_current("1", "gradcam")
-print(sorted(m for m in sys.modules if m.split(".")[0] in ("ipywidgets", "ipympl", "IPython")))
+print(sorted(m for m in sys.modules if m.split(".")[0] in ("ipywidgets", "anywidget", "IPython")))
 """
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]", out.stdout

@@ -1,4 +1,4 @@
-"""The interactive explorer: core ipywidgets and ipympl canvases over one xarray dataset.
+"""The interactive explorer: core ipywidgets and canvases of our own over one xarray dataset.
 
 Data flows one way: controls -> session -> views.
 
@@ -22,7 +22,7 @@ __all__ = ["ENVIRONMENT", "Explorer", "Session", "open_explorer"]
 
 
 def __getattr__(name: str) -> object:
-    # The app pulls in ipywidgets and ipympl; the session and its parts need neither.
+    # The app pulls in ipywidgets and anywidget; the session and its parts need neither.
     if name == "Explorer":
         from .app import Explorer
 

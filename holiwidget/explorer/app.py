@@ -70,11 +70,7 @@ def _from_page(app: Explorer, fn: Callable, latest: str | None = None) -> Callab
     def run(*args: object) -> None:
         if app.muted:
             return  # the app setting a widget itself
-        pacer = app.views.pacer
-        if pacer.elsewhere():
-            pacer.on_loop(act, *args, latest=latest)
-        else:
-            act(*args)
+        app.views.pacer.run(act, *args, latest=latest)
 
     return run
 
@@ -105,7 +101,7 @@ class Explorer(Controls):
         target: the class explained for the first image (default: its top-1 class).
         threshold, median, box: the initial denoising parameters.
         device: where network passes run (``"auto"``: CUDA, then MPS, then CPU).
-        interactive: ipympl canvases (default) or plain Agg ones (no browser needed).
+        interactive: canvases in the page (default) or plain Agg ones (no browser needed).
         data: a data folder to confine the explorer to (a shared deployment).
         defer: compute the first maps in the background once displayed.
         pass_memory: the most megabytes a network pass may keep for its backward.

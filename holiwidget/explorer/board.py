@@ -1,6 +1,6 @@
 """All the explorer's views, drawn from a :class:`~.session.Session`.
 
-:class:`Board` makes the figures (ipympl canvases in the app, Agg without a browser) and
+:class:`Board` makes the figures (canvases in the page in the app, Agg without a browser) and
 turns each session change into in-place updates of the views it touches. Each changed
 figure is then either redrawn whole (its labels changed) or has only its moving parts
 redrawn over a kept background (:class:`~.canvas.Frame`). When each frame is sent is
@@ -41,6 +41,16 @@ VIEWS = {
     "grid": (820, 520),
     "sensitivity": (760, 300),
 }
+#: What the mouse does over a view in the page: its cursor and the tooltip that says so.
+_POINTER = {
+    "overlay": (
+        "crosshair",
+        "click: probe a pixel · wheel: zoom · shift-drag: pan · double-click: whole image",
+    ),
+    "lpw": ("crosshair", "click: probe a pixel"),
+    "grid": ("crosshair", "click a map: make it current and probe that pixel"),
+    "sensitivity": ("pointer", "click a cell: set the sliders to its setting"),
+}
 
 
 class Board:
@@ -52,7 +62,7 @@ class Board:
             image view (``"overlay"``, ``"lpw"``, ``"grid"``; ``cell`` is the grid's (layer,
             method) index, else None).
         on_pick: called as ``on_pick(threshold, median, box)`` for a click on a sweep cell.
-        interactive: ipympl canvases (True) or Agg ones.
+        interactive: canvases in the page (True) or Agg ones.
     """
 
     def __init__(
@@ -66,9 +76,13 @@ class Board:
         self.session = session
         self._on_click = on_click
         fig = {
-            name: new_figure(w, h, name, interactive=interactive, tools=name == "overlay")
+            name: new_figure(
+                w, h, name, interactive=interactive, zoom=name == "overlay",
+                cursor=_POINTER.get(name, ("default", ""))[0],
+                hint=_POINTER.get(name, ("default", ""))[1],
+            )
             for name, (w, h) in VIEWS.items()
-        }
+        }  # fmt: skip
         self.figures: dict[str, Figure] = fig
         self.overlay = OverlayView(fig["overlay"])
         self.lpw = WrapView(fig["lpw"])
@@ -89,14 +103,18 @@ class Board:
         self.pacer = Pacer(
             self._paint, lambda name: fig[name].canvas.draw_idle(), interactive=interactive
         )
+        if interactive:  # the page's mouse events change the views on the loop
+            for figure in fig.values():
+                figure.canvas.dispatch = self.pacer.run
         self._structure: tuple = ()
         self._curves_shown: tuple | None = None
         for name in ("overlay", "lpw", "grid"):
             fig[name].canvas.mpl_connect("button_press_event", self._press)
 
     def canvases(self) -> dict[str, object]:
-        """The figures' canvases by view name (ipympl widgets when interactive)."""
-        return {name: f.canvas for name, f in self.figures.items()}
+        """What shows each view in the page, by view name: its canvas's widget when
+        interactive, else the (Agg) canvas."""
+        return {name: getattr(f.canvas, "widget", f.canvas) for name, f in self.figures.items()}
 
     # -- session changes -> views --------------------------------------------------------
 
@@ -172,7 +190,11 @@ class Board:
             self.pacer.mark("overlay")
         name = str(ds["target_name"].values[0]) if "target_name" in ds.coords else ""
         label = s.provider.sources[s.image].label
-        self.overlay.title.set_text(f"{label}: {name}\n{LABELS.get(s.method, s.method)}, {s.layer}")
+        heading = f"{label}: {name}"
+        if self.overlay.heading.get_text() != heading:  # not animated: in the background
+            self.overlay.heading.set_text(heading)
+            self.pacer.mark("overlay", whole=True)
+        self.overlay.title.set_text(f"{LABELS.get(s.method, s.method)}, {s.layer}")
         if "primary" not in ds.data_vars:
             self.lpw.title.set_text("no low-pass wrap\n(no Holistic-CAM maps)")
         else:
@@ -247,9 +269,8 @@ class Board:
         ax = event.inaxes
         if ax is None or event.xdata is None or event.ydata is None or event.button != 1:
             return
-        toolbar = getattr(event.canvas, "toolbar", None)
-        if toolbar is not None and str(getattr(toolbar, "mode", "")):
-            return  # zooming or panning
+        if event.key == "shift" or event.dblclick:
+            return  # the overlay's pan, its zoom reset
         height, width = self.grid.size
         if ax is self.grid.ax:
             hit = self.grid.at(event.xdata, event.ydata)

@@ -1,4 +1,4 @@
-"""Figures for the explorer's views: an ipympl canvas in the app, plain Agg elsewhere.
+"""Figures for the explorer's views: a canvas in the page in the app, plain Agg elsewhere.
 
 Sizes are given in pixels (figures are made at :data:`DPI`), so that the app's layout is
 fixed from the first render. No pyplot: a figure is shown only where the app puts its canvas.
@@ -10,23 +10,21 @@ Speed in the browser comes from two things here:
   (and after each layer); an update restores the latest kept state below the changed
   layers, draws only what lies above it and sends the frame at once (``blit``), instead of
   re-rendering every label and waiting for the browser to ask for a draw.
-- the ipympl canvas sends its frames as whole PNGs from :func:`quick_png`, about twenty
-  times as quick as the web backend's (Pillow at zlib level 6) for these figures.
+- in the app, a figure's canvas is a :class:`~.surface.SurfaceCanvas`: its frames go to the
+  page as whole PNGs from :func:`~.surface.quick_png`, about twenty times as quick as
+  matplotlib's web backend's (Pillow at zlib level 6) for these figures, and the page draws
+  them without re-encoding anything.
 """
 
 from __future__ import annotations
 
-import itertools
-import struct
-import warnings
 from collections.abc import Sequence
 
 import numpy as np
-from isal import isal_zlib
 from matplotlib.artist import Artist
 from matplotlib.axes import Axes
 from matplotlib.backend_bases import DrawEvent
-from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.backends.backend_agg import FigureCanvasAgg, RendererAgg
 from matplotlib.figure import Figure
 from matplotlib.image import AxesImage
 from matplotlib.lines import Line2D
@@ -35,13 +33,13 @@ __all__ = [
     "DPI",
     "FONT",
     "Frame",
+    "PixelImage",
     "crosshair",
     "fit_image",
     "image_axes",
     "move_crosshair",
     "new_figure",
     "pixel",
-    "quick_png",
 ]
 
 #: Dots per inch of every view: 1 pt of text is 1.39 px, legible at 100 % zoom.
@@ -50,39 +48,36 @@ DPI = 100
 FONT = {"title": 10, "label": 9, "tick": 8}
 _FRAME = "0.7"
 _CROSS = {"color": "white", "linewidth": 0.9, "linestyle": "--", "alpha": 0.9}
-_numbers = itertools.count(1)
 
 
 def new_figure(
-    width: int, height: int, label: str, *, interactive: bool, tools: bool = False
+    width: int,
+    height: int,
+    label: str,
+    *,
+    interactive: bool,
+    zoom: bool = False,
+    cursor: str = "default",
+    hint: str = "",
 ) -> Figure:
-    """A ``width`` x ``height`` pixel figure with an ipympl canvas or a plain Agg one.
+    """A ``width`` x ``height`` pixel figure with a canvas in the page or a plain Agg one.
 
     Args:
-        label: the figure's name (the canvas's title in ipympl).
-        interactive: an ipympl canvas (a widget) rather than Agg.
-        tools: show ipympl's toolbar (zoom, pan, home) to the left of the canvas.
+        label: the figure's name.
+        interactive: a :class:`~.surface.SurfaceCanvas` (its ``widget`` goes in the page)
+            rather than Agg.
+        zoom: the page sends the mouse wheel and drags over the canvas (the view zooms and
+            pans with them).
+        cursor, hint: the CSS cursor over the canvas and its tooltip in the page.
     """
     fig = Figure(figsize=(width / DPI, height / DPI), dpi=DPI, facecolor="white")
     fig.set_label(label)
     if not interactive:
         FigureCanvasAgg(fig)
         return fig
-    from ipympl.backend_nbagg import FigureManager
+    from .surface import SurfaceCanvas
 
-    canvas = _canvas_class()(fig)
-    with warnings.catch_warnings():
-        # ipympl's toolbar passes matplotlib's arguments on to traitlets (harmless).
-        warnings.filterwarnings("ignore", category=DeprecationWarning, module="traitlets")
-        manager = FigureManager(canvas, next(_numbers))
-    manager.set_window_title(label)
-    canvas.header_visible = False
-    canvas.footer_visible = False
-    canvas.toolbar_visible = "visible" if tools else "hidden"
-    canvas.toolbar_position = "left"
-    canvas.resizable = False
-    canvas.layout.overflow = "hidden"
-    canvas.layout.flex = "0 0 auto"
+    SurfaceCanvas(fig, zoom=zoom, cursor=cursor, hint=hint)
     return fig
 
 
@@ -120,6 +115,86 @@ def fit_image(ax: Axes, art: AxesImage, height: int, width: int) -> None:
         ax.set_ylim(extent[2], extent[3])
 
 
+class PixelImage(AxesImage):
+    """An image of (H, W, 3) uint8 pixels that, while it fills its axes (not zoomed), draws
+    the pixels matplotlib would draw by one lookup.
+
+    ``AxesImage`` spends most of its draw (about 7 ms for a 224 x 224 image shown at
+    336 x 336) on array handling around the resampling. Here each screen pixel shows the
+    image pixel under its centre, found by one gather of whole RGBA pixels through a table
+    made once per size (under a millisecond). The first draw at each size draws both ways
+    and keeps the lookup only where it gives exactly matplotlib's pixels (the explorer's
+    224 x 224 maps do); elsewhere, zoomed or panned, drawn by another renderer (a vector
+    file) or given other data, it is drawn as any ``AxesImage``.
+    """
+
+    def __init__(self, ax: Axes, data: np.ndarray, **kwargs: object) -> None:
+        super().__init__(ax, interpolation="none", **kwargs)  # on Agg: no resampling pass
+        self.set_data(data)
+        ax.add_image(self)
+        ax.set_aspect("equal")  # as imshow: square pixels, the axes' limits at the extent
+        self.set_extent(self.get_extent())
+        self._table: tuple = ((), False, None, None)  # key, exact, index, RGBA out
+
+    def draw(self, renderer: object) -> None:
+        data, ax = np.asarray(self.get_array()), self.axes
+        height, width = data.shape[:2]
+        extent = (-0.5, width - 0.5, height - 0.5, -0.5)
+        if not (
+            isinstance(renderer, RendererAgg)
+            and self.get_visible()
+            and self.get_alpha() is None
+            and data.dtype == np.uint8
+            and data.ndim == 3
+            and data.shape[2] == 3
+            and tuple(self.get_extent()) == extent
+            and ax.get_xlim() == extent[:2]
+            and ax.get_ylim() == extent[2:]
+        ):
+            super().draw(renderer)
+            return
+        key = (height, width, tuple(ax.bbox.bounds), renderer.dpi)
+        if self._table[0] == key:
+            if self._table[1]:
+                self._lookup(renderer, data)
+            else:
+                super().draw(renderer)
+            return
+        # a new size: matplotlib's pixels of an image of distinct pixels (their indices),
+        # then the lookup's over them; the lookup is kept if they are the same
+        box = ax.bbox
+        out = (int(np.ceil(box.height)), int(np.ceil(box.width)))
+        rows = ((np.arange(out[0])[::-1] + 0.5) * height / out[0]).astype(np.intp)  # bottom up
+        columns = ((np.arange(out[1]) + 0.5) * width / out[1]).astype(np.intp)
+        index = rows[:, None] * width + columns
+        self._table = (key, True, index, np.empty((*out, 4), np.uint8))
+        ids = np.arange(height * width, dtype=np.uint32).reshape(height, width)
+        coded = np.stack([ids & 255, (ids >> 8) & 255, ids >> 16], axis=-1).astype(np.uint8)
+        self.set_data(coded)
+        super().draw(renderer)
+        screen = np.asarray(renderer.buffer_rgba())
+        drawn = screen.copy()
+        self._lookup(renderer, coded)
+        if not np.array_equal(drawn, screen):
+            self._table = (key, False, None, None)
+            screen[...] = drawn  # the lookup's pixels off again (it may cover more)
+        self.set_data(data)
+        self.draw(renderer)
+
+    def _lookup(self, renderer: object, data: np.ndarray) -> None:
+        _, _, index, rgba = self._table
+        source = np.empty((*data.shape[:2], 4), np.uint8)
+        source[..., :3] = data
+        source[..., 3] = 255
+        np.take(source.view(np.uint32).reshape(-1), index, out=rgba.view(np.uint32)[..., 0])
+        box = self.axes.bbox
+        gc = renderer.new_gc()
+        gc.set_clip_rectangle(box.frozen())
+        renderer.draw_image(gc, box.x0, box.y0, rgba)
+        gc.restore()
+        self.stale = False
+
+
 def pixel(value: float, size: int) -> int:
     """A data coordinate as a pixel index within 0..size-1."""
     return int(np.clip(round(value), 0, size - 1))
@@ -129,7 +204,7 @@ class Frame:
     """A figure whose ``animated`` artists are redrawn over a kept background.
 
     The animated artists come in ``layers``, drawn in order. After any full draw of the
-    figure on screen (``canvas.draw``, a zoom, a resize) the figure without them is kept as
+    figure on screen (``canvas.draw``, a zoom) the figure without them is kept as
     the background, then the layers are drawn on top, keeping the figure as it stands after
     each layer but the last. :meth:`blit` starts from the latest of those kept states that no
     changed artist is part of (matplotlib marks an artist ``stale`` when it is changed), so that a change of the last layer (a crosshair)
@@ -186,65 +261,5 @@ class Frame:
         canvas.blit(self.figure.bbox)
 
     def full(self) -> None:
-        """Draw the whole figure (and send it, on an ipympl canvas)."""
+        """Draw the whole figure (and send it, on a canvas in the page)."""
         self.figure.canvas.draw()
-
-
-def quick_png(rgba: np.ndarray) -> bytes:
-    """An (H, W, 4) uint8 image as a PNG: no row filter, deflated by ISA-L (``isal``) at
-    level 2.
-
-    Pillow offers no choice of row filter, and its adaptive filtering alone takes about as
-    long as the compression; rendered figures (flat backgrounds, smooth maps) compress about
-    as well without it. ISA-L deflates a frame about five times as quickly as zlib at level
-    1, to about the same size. Any PNG reader decodes the result (tested against Pillow).
-    """
-    if rgba.ndim != 3 or rgba.shape[2] != 4:
-        raise ValueError(f"quick_png takes (H, W, 4) RGBA pixels, not an array of {rgba.shape}")
-    height, width = rgba.shape[:2]
-    rows = np.zeros((height, width * 4 + 1), np.uint8)  # a 0 (no filter) before each row
-    rows[:, 1:] = np.ascontiguousarray(rgba, dtype=np.uint8).reshape(height, -1)
-
-    def chunk(kind: bytes, data: bytes) -> bytes:
-        crc = isal_zlib.crc32(kind + data) & 0xFFFFFFFF
-        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", crc)
-
-    header = struct.pack(">IIBBBBB", width, height, 8, 6, 0, 0, 0)  # 8-bit RGBA
-    return b"".join(
-        (
-            b"\x89PNG\r\n\x1a\n",
-            chunk(b"IHDR", header),
-            chunk(b"IDAT", isal_zlib.compress(rows.tobytes(), 2)),
-            chunk(b"IEND", b""),
-        )
-    )
-
-
-_CANVAS: type | None = None
-
-
-def _canvas_class() -> type:
-    """ipympl's canvas, sending its frames as quickly compressed PNGs (made once)."""
-    global _CANVAS
-    if _CANVAS is None:
-        from ipympl.backend_nbagg import Canvas
-
-        class QuickCanvas(Canvas):
-            """ipympl's canvas; every frame is a whole PNG made by :func:`quick_png`.
-
-            Frames are pushed from the kernel (see :class:`Frame`), so two may reach the
-            browser before the first is decoded, and the browser then draws only the second:
-            a frame of differences would leave the first's changes undrawn for good.
-            """
-
-            def get_diff_image(self) -> bytes | None:
-                if not self._png_is_old:
-                    return None
-                rgba = np.asarray(self.get_renderer().buffer_rgba())
-                self.set_image_mode("full")
-                self._last_buff = rgba.view(np.uint32)[..., 0].copy()
-                self._force_full = self._png_is_old = False
-                return quick_png(rgba)
-
-        _CANVAS = QuickCanvas
-    return _CANVAS

@@ -89,6 +89,14 @@ class Pacer:
         if not waiting:
             self._loop.call_soon_threadsafe(self._run_latest, latest)
 
+    def run(self, fn: Callable, *args: object, latest: str | None = None) -> None:
+        """Run ``fn(*args)`` on the loop's thread: at once when this is it (or there is no
+        loop), else as :meth:`on_loop` does."""
+        if self.elsewhere():
+            self.on_loop(fn, *args, latest=latest)
+        else:
+            fn(*args)
+
     def _run_latest(self, name: str) -> None:
         with self._queue_lock:
             fn, args = self._queued.pop(name)

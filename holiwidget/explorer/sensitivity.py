@@ -68,7 +68,7 @@ class SensitivityView:
     """
 
     def __init__(self, figure: Figure, on_pick: Callable[[float, int, int], None]) -> None:
-        """Draw a placeholder in ``figure`` (which has its ipympl or Agg canvas already) and
+        """Draw a placeholder in ``figure`` (which has its canvas already) and
         call ``on_pick(threshold, median, box)`` when a computed cell is left-clicked
         (``threshold``: the tau plane shown)."""
         self.figure, self._on_pick = figure, on_pick
@@ -253,8 +253,6 @@ class SensitivityView:
         ax = event.inaxes
         if ax not in self._axes or event.button != 1 or event.xdata is None:
             return
-        if str(getattr(getattr(event.canvas, "toolbar", None), "mode", "")):
-            return  # zooming or panning
         mi, bi = round(event.xdata), round(event.ydata)
         if not (0 <= mi < len(self.medians) and 0 <= bi < len(self.boxes)):
             return

@@ -9,6 +9,7 @@ from a session.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Sequence
 
 import numpy as np
@@ -20,23 +21,36 @@ from matplotlib.figure import Figure
 
 from ..figure import ALPHA, CMAP
 from ..methods import COLORS, LABELS
-from .canvas import FONT, Frame, crosshair, fit_image, image_axes
+from .canvas import FONT, Frame, PixelImage, crosshair, fit_image, image_axes
 from .curves import CurveSet
 
 __all__ = ["CurvesView", "OverlayView", "ProbeView", "WrapView", "composite"]
 
 
 def composite(rgb: np.ndarray, saliency: np.ndarray, alpha: float, cmap: str) -> np.ndarray:
-    """The image with the map over it, (H, W, 3) uint8: (1 - alpha) rgb + alpha cmap(map)."""
-    colours = colormaps[cmap](np.clip(saliency, 0.0, 1.0), bytes=True)[..., :3]
+    """The image with the map over it, (H, W, 3) uint8: (1 - alpha) rgb + alpha cmap(map).
+
+    The colours are the colormap's as matplotlib gives them (its N entries, a value v in
+    [0, 1] at entry floor(v N), 1 at the last), looked up in a table made once per colormap.
+    """
+    table = _colour_table(cmap)
+    index = (np.clip(saliency, 0.0, 1.0) * len(table)).astype(np.intp)
+    colours = table.take(np.minimum(index, len(table) - 1), axis=0)
     mixed = (1.0 - alpha) * rgb.astype(np.float32) + alpha * colours.astype(np.float32)
     return np.rint(mixed).astype(np.uint8)
+
+
+@functools.lru_cache(maxsize=16)
+def _colour_table(cmap: str) -> np.ndarray:
+    colormap = colormaps[cmap]
+    return colormap(np.arange(colormap.N), bytes=True)[:, :3]
 
 
 class OverlayView:
     """The input with the current map over it (opacity and colormap adjustable), drawn as
     one image, a labelled colour bar, the probe's crosshair, and zoom: the mouse wheel zooms
-    about the pointer, ipympl's toolbar pans and resets."""
+    about the pointer, a drag with shift held (or the middle button) pans, a double click
+    shows the whole image again."""
 
     def __init__(self, figure: Figure) -> None:
         self.figure = figure
@@ -45,8 +59,14 @@ class OverlayView:
         self.rgb = np.zeros((224, 224, 3), np.uint8)
         self.map = np.zeros((224, 224), np.float32)
         self.alpha, self.cmap = ALPHA, CMAP
-        self.art = self.ax.imshow(self.rgb, interpolation="none")  # no resampling pass
-        self.title = self.ax.set_title(" ", fontsize=FONT["title"])
+        self.art = PixelImage(self.ax, self.rgb)
+        # the title's first line (image and class) changes only with the whole figure, the
+        # second (method and layer) with the current map: only that line is redrawn then
+        self.heading = self.ax.set_title(" ", fontsize=FONT["title"], pad=18)
+        self.title = self.ax.text(
+            0.5, 1.012, " ", transform=self.ax.transAxes, ha="center", va="bottom",
+            fontsize=FONT["title"],
+        )  # fmt: skip
         bar = figure.add_axes((0.86, 0.02, 0.035, 0.84))
         self.bar = ScalarMappable(Normalize(0.0, 1.0), CMAP)  # the colormap, not faded
         figure.colorbar(self.bar, cax=bar).set_label("attribution, 0-1", fontsize=FONT["label"])
@@ -55,7 +75,14 @@ class OverlayView:
         # the title (above the axes) changes with the current map, the map also with the
         # sliders, the crosshair with a probe: each redrawn only with those above it
         self.frame = Frame(figure, [[self.title], [self.art], self.cross])
-        figure.canvas.mpl_connect("scroll_event", self._zoom)
+        self._pan: tuple | None = None  # where a pan started: pixel, limits
+        for name, handler in (
+            ("scroll_event", self._zoom),
+            ("button_press_event", self._press),
+            ("motion_notify_event", self._drag),
+            ("button_release_event", self._release),
+        ):
+            figure.canvas.mpl_connect(name, handler)
 
     def show(
         self,
@@ -77,20 +104,47 @@ class OverlayView:
         """Fit the image to maps of ``height x width`` pixels."""
         fit_image(self.ax, self.art, height, width)
 
+    def _whole(self) -> None:
+        height, width = self.map.shape[:2]
+        self.ax.set_xlim(-0.5, width - 0.5)
+        self.ax.set_ylim(height - 0.5, -0.5)
+
     def _zoom(self, event: MouseEvent) -> None:
         if event.inaxes is not self.ax or event.xdata is None:
             return
         factor = 0.8 if event.button == "up" else 1.25
         (x0, x1), (y0, y1) = self.ax.get_xlim(), self.ax.get_ylim()
-        height, width = self.map.shape[:2]
-        if (x1 - x0) * factor >= width:
-            self.ax.set_xlim(-0.5, width - 0.5)
-            self.ax.set_ylim(height - 0.5, -0.5)
+        if (x1 - x0) * factor >= self.map.shape[1]:
+            self._whole()
         else:
             cx, cy = event.xdata, event.ydata
             self.ax.set_xlim(cx - (cx - x0) * factor, cx + (x1 - cx) * factor)
             self.ax.set_ylim(cy + (y0 - cy) * factor, cy - (cy - y1) * factor)
         self.figure.canvas.draw_idle()
+
+    def _press(self, event: MouseEvent) -> None:
+        if event.inaxes is not self.ax:
+            return
+        if event.dblclick:
+            self._whole()
+            self.figure.canvas.draw_idle()
+        elif event.key == "shift" or event.button == 2:
+            self._pan = (event.x, event.y, self.ax.get_xlim(), self.ax.get_ylim())
+
+    def _drag(self, event: MouseEvent) -> None:
+        if self._pan is None:
+            return
+        x, y, (x0, x1), (y0, y1) = self._pan
+        box = self.ax.bbox  # data units per pixel: the limits over the axes' size
+        dx = (event.x - x) * (x1 - x0) / box.width
+        dy = (event.y - y) * (y1 - y0) / box.height
+        self.ax.set_xlim(x0 - dx, x1 - dx)
+        self.ax.set_ylim(y0 - dy, y1 - dy)
+        self.figure.canvas.draw_idle()
+
+    def _release(self, event: MouseEvent) -> None:
+        self._drag(event)  # to where the pointer was let go
+        self._pan = None
 
 
 class WrapView:
