@@ -16,11 +16,12 @@ weights), opens the notebook in Debian's chromium (headless, driven by Playwrigh
    from the mousedown until both the probe's and the overlay's canvas pixels have changed.
 
 Times come from the page's ``performance.now()``: a capture-phase keydown / mousedown listener
-on the document stamps the event, and a requestAnimationFrame loop hashes the pixels of each
-view's figure canvas (``.holiwidget-view-<name> canvas``) and stamps every change. Hashing runs on frames after a draw call touched the canvas
-(drawImage, putImageData, clearRect, fillRect are wrapped) and, one view in turn, on every
-10th frame anyway; changes only that safety net found are counted (``unflagged_changes``).
-Medians are compared with the targets. Before each phase and at the end, ``cpu_probe_ms_before`` times one fixed
+on the document stamps the event, and in the animation frame after a draw call touched a
+view's figure canvas (``.holiwidget-view-<name> canvas``; drawImage, putImageData, clearRect,
+fillRect are wrapped) its pixels are hashed and every change is stamped. Frames are asked
+for only then, and 5 times a second for a safety net that hashes one view in turn; changes
+only the safety net found are counted (``unflagged_changes``). Medians are compared with the
+targets. Before each phase and at the end, ``cpu_probe_ms_before`` times one fixed
 Python loop here: this shared machine's speed drifts by up to 2x from minute to minute, and
 the latencies with it. Only the CSS class contract is used (``.holiwidget-view-{overlay,grid,
 probe,lpw,curves}``, ``.holiwidget-{threshold,median,box} .noUi-handle``,

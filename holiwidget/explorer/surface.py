@@ -53,7 +53,11 @@ class Surface(anywidget.AnyWidget):
     """
 
     _esm = Path(__file__).with_name("surface.js")
-    _css = ".holiwidget-surface { line-height: 0; } .holiwidget-surface canvas { display: block; }"
+    # each canvas a layer of its own: a new frame does not repaint the page around it
+    _css = (
+        ".holiwidget-surface { line-height: 0; }"
+        " .holiwidget-surface canvas { display: block; will-change: transform; }"
+    )
     width = traitlets.Int(100).tag(sync=True)
     height = traitlets.Int(100).tag(sync=True)
     #: Whether the wheel over the canvas is sent (and so does not scroll the page), and
