@@ -136,7 +136,7 @@ def test_pixel_image_keeps_its_lookup_for_the_explorers_maps(explorer: Explorer)
     figure = explorer.views.figures["overlay"]
     figure.canvas.draw()
     fast = np.asarray(figure.canvas.get_renderer().buffer_rgba()).copy()
-    art._table = ((), False, None, None)
+    art._table = ((), False, None, None, None)
     art.draw = lambda renderer: PixelImage.__mro__[1].draw(art, renderer)  # matplotlib's
     figure.canvas.draw()
     np.testing.assert_array_equal(fast, np.asarray(figure.canvas.get_renderer().buffer_rgba()))

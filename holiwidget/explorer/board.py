@@ -75,14 +75,13 @@ class Board:
     ) -> None:
         self.session = session
         self._on_click = on_click
-        fig = {
-            name: new_figure(
-                w, h, name, interactive=interactive, zoom=name == "overlay",
-                cursor=_POINTER.get(name, ("default", ""))[0],
-                hint=_POINTER.get(name, ("default", ""))[1],
-            )
-            for name, (w, h) in VIEWS.items()
-        }  # fmt: skip
+        fig = {}
+        for name, (w, h) in VIEWS.items():
+            cursor, hint = _POINTER.get(name, ("default", ""))
+            fig[name] = new_figure(
+                w, h, name, interactive=interactive, zoom=name == "overlay", cursor=cursor,
+                hint=hint,
+            )  # fmt: skip
         self.figures: dict[str, Figure] = fig
         self.overlay = OverlayView(fig["overlay"])
         self.lpw = WrapView(fig["lpw"])

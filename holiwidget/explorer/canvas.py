@@ -37,6 +37,7 @@ __all__ = [
     "crosshair",
     "fit_image",
     "image_axes",
+    "image_extent",
     "move_crosshair",
     "new_figure",
     "pixel",
@@ -106,9 +107,15 @@ def move_crosshair(lines: tuple[Line2D, Line2D], y: float | None, x: float | Non
     v.set_visible(visible)
 
 
+def image_extent(height: int, width: int) -> tuple[float, float, float, float]:
+    """The extent (left, right, bottom, top) of a ``height x width`` image drawn with its
+    first row at the top, pixel centres at whole numbers: also its axes' whole view."""
+    return (-0.5, width - 0.5, height - 0.5, -0.5)
+
+
 def fit_image(ax: Axes, art: AxesImage, height: int, width: int) -> None:
     """Make an image artist span ``height x width`` pixels (after a change of size)."""
-    extent = (-0.5, width - 0.5, height - 0.5, -0.5)
+    extent = image_extent(height, width)
     if tuple(art.get_extent()) != extent:
         art.set_extent(extent)
         ax.set_xlim(extent[0], extent[1])
@@ -134,12 +141,12 @@ class PixelImage(AxesImage):
         ax.add_image(self)
         ax.set_aspect("equal")  # as imshow: square pixels, the axes' limits at the extent
         self.set_extent(self.get_extent())
-        self._table: tuple = ((), False, None, None)  # key, exact, index, RGBA out
+        self._table: tuple = ((), False, None, None, None)  # key, exact, index, RGBA in, out
 
     def draw(self, renderer: object) -> None:
         data, ax = np.asarray(self.get_array()), self.axes
         height, width = data.shape[:2]
-        extent = (-0.5, width - 0.5, height - 0.5, -0.5)
+        extent = image_extent(height, width)
         if not (
             isinstance(renderer, RendererAgg)
             and self.get_visible()
@@ -167,7 +174,8 @@ class PixelImage(AxesImage):
         rows = ((np.arange(out[0])[::-1] + 0.5) * height / out[0]).astype(np.intp)  # bottom up
         columns = ((np.arange(out[1]) + 0.5) * width / out[1]).astype(np.intp)
         index = rows[:, None] * width + columns
-        self._table = (key, True, index, np.empty((*out, 4), np.uint8))
+        source = np.full((height, width, 4), 255, np.uint8)  # opaque: alpha stays 255
+        self._table = (key, True, index, source, np.empty((*out, 4), np.uint8))
         ids = np.arange(height * width, dtype=np.uint32).reshape(height, width)
         coded = np.stack([ids & 255, (ids >> 8) & 255, ids >> 16], axis=-1).astype(np.uint8)
         self.set_data(coded)
@@ -176,16 +184,14 @@ class PixelImage(AxesImage):
         drawn = screen.copy()
         self._lookup(renderer, coded)
         if not np.array_equal(drawn, screen):
-            self._table = (key, False, None, None)
+            self._table = (key, False, None, None, None)
             screen[...] = drawn  # the lookup's pixels off again (it may cover more)
         self.set_data(data)
         self.draw(renderer)
 
     def _lookup(self, renderer: object, data: np.ndarray) -> None:
-        _, _, index, rgba = self._table
-        source = np.empty((*data.shape[:2], 4), np.uint8)
+        _, _, index, source, rgba = self._table
         source[..., :3] = data
-        source[..., 3] = 255
         np.take(source.view(np.uint32).reshape(-1), index, out=rgba.view(np.uint32)[..., 0])
         box = self.axes.bbox
         gc = renderer.new_gc()

@@ -12,16 +12,20 @@ function render({ model, el }) {
   el.classList.add("holiwidget-surface");
   el.appendChild(canvas);
 
-  function fit() {
+  function fit() {  // (a new size clears the canvas: the next frame fills it)
     canvas.width = model.get("width");
     canvas.height = model.get("height");
     canvas.style.width = `${canvas.width}px`;
     canvas.style.height = `${canvas.height}px`;
+  }
+  function pointer() {
     canvas.style.cursor = model.get("cursor");
     canvas.title = model.get("hint");
   }
   fit();
-  model.on("change:width change:height change:cursor change:hint", fit);
+  pointer();
+  model.on("change:width change:height", fit);
+  model.on("change:cursor change:hint", pointer);
 
   let decoding = false;
   let waiting = null;
@@ -99,7 +103,8 @@ function render({ model, el }) {
   model.send({ type: "ready" });
   return () => {
     model.off("msg:custom", onMessage);
-    model.off("change:width change:height change:cursor change:hint", fit);
+    model.off("change:width change:height", fit);
+    model.off("change:cursor change:hint", pointer);
     window.removeEventListener("mousemove", onMove);
     window.removeEventListener("mouseup", onUp);
   };

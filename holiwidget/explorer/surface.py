@@ -130,13 +130,16 @@ class SurfaceCanvas(FigureCanvasAgg):
             with self.widget.hold_sync():
                 self.widget.width, self.widget.height = width, height
         self._frame = quick_png(rgba)
-        self.widget.send({"type": "frame"}, [self._frame])
+        self._push()
+
+    def _push(self) -> None:
+        if self._frame is not None:
+            self.widget.send({"type": "frame"}, [self._frame])
 
     def _received(self, _widget: object, content: dict, _buffers: list) -> None:
         kind = content.get("type")
-        if kind == "ready":
-            if self._frame is not None:
-                self.widget.send({"type": "frame"}, [self._frame])
+        if kind == "ready":  # a view was shown: it gets the last frame
+            self._push()
             return
         if kind not in _EVENTS:
             log.debug("surface: unknown message %r", kind)

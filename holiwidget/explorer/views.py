@@ -21,7 +21,7 @@ from matplotlib.figure import Figure
 
 from ..figure import ALPHA, CMAP
 from ..methods import COLORS, LABELS
-from .canvas import FONT, Frame, PixelImage, crosshair, fit_image, image_axes
+from .canvas import FONT, Frame, PixelImage, crosshair, fit_image, image_axes, image_extent
 from .curves import CurveSet
 
 __all__ = ["CurvesView", "OverlayView", "ProbeView", "WrapView", "composite"]
@@ -105,9 +105,9 @@ class OverlayView:
         fit_image(self.ax, self.art, height, width)
 
     def _whole(self) -> None:
-        height, width = self.map.shape[:2]
-        self.ax.set_xlim(-0.5, width - 0.5)
-        self.ax.set_ylim(height - 0.5, -0.5)
+        left, right, bottom, top = image_extent(*self.map.shape[:2])
+        self.ax.set_xlim(left, right)
+        self.ax.set_ylim(bottom, top)
 
     def _zoom(self, event: MouseEvent) -> None:
         if event.inaxes is not self.ax or event.xdata is None:
