@@ -72,6 +72,8 @@ def test_page_clicks_probe_and_pick_a_grid_cell(explorer: Explorer) -> None:
     # Unknown or malformed messages are ignored.
     overlay._received(overlay.widget, {"type": "press"}, [])
     overlay._received(overlay.widget, {"type": "bogus"}, [])
+    overlay._received(overlay.widget, {"type": "scroll", "x": 5, "y": 5, "step": "up"}, [])
+    overlay._received(overlay.widget, {"type": "press", "x": "a", "y": None}, [])
     assert ex.session.probe == probe and ex.last_error is None
 
 

@@ -153,10 +153,10 @@ class SurfaceCanvas(FigureCanvasAgg):
         try:
             x = float(content["x"])
             y = self.figure.bbox.height - float(content["y"])  # matplotlib: from the bottom
+            step = float(content.get("step", 0))
         except (KeyError, TypeError, ValueError):
-            log.debug("surface: a %s without a position", kind)
+            log.debug("surface: a %s without a position or step", kind)
             return
-        step = float(content.get("step", 0))
         MouseEvent(
             _EVENTS[kind],
             self,
