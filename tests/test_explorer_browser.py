@@ -252,12 +252,14 @@ def test_explorer_in_jupyterlab(lab: str) -> None:
             zoomed, diff = _wait_changed(page, OVERLAY, whole)
             assert diff > 0.5, "the overlay did not zoom"
             zoomed = _settled(page, OVERLAY)
+            zoomed.save(ARTIFACTS / "overlay-zoomed.png")
             page.keyboard.down("Shift")
             page.mouse.down()
             page.mouse.move(x + 40, y, steps=4)
             page.mouse.up()
             page.keyboard.up("Shift")
-            _, diff = _wait_changed(page, OVERLAY, zoomed)
+            panned, diff = _wait_changed(page, OVERLAY, zoomed)
+            panned.save(ARTIFACTS / "overlay-panned.png")
             assert diff > 0.5, "the overlay did not pan"
             assert page.locator(PROBE).first.text_content() == probe_text, "a pan probed"
             for _ in range(2):
