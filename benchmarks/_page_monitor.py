@@ -156,13 +156,25 @@ def _hwb_install():
     from holiwidget.explorer.surface import SurfaceCanvas as Canvas
     if getattr(Canvas, "_hwb", None) is not None:
         return
+    import holiwidget.explorer.surface as surface
     stats = Canvas._hwb = collections.defaultdict(collections.Counter)
+    sent = []  # the PNG bytes of the frames built in the current _send
+    build = surface.frame_message
+
+    def counted(shown, rgba):
+        out = build(shown, rgba)
+        if out is not None:
+            sent.append(len(out[1][0]))
+        return out
+
+    surface.frame_message = counted
 
     def wrap(cls, name, key, label):
         orig = getattr(cls, name)
 
         def wrapper(self, *args, **kwargs):
             t = time.perf_counter()
+            sent.clear()
             try:
                 out = orig(self, *args, **kwargs)
             finally:
@@ -170,14 +182,15 @@ def _hwb_install():
                 s[key + "_n"] += 1
                 s[key + "_ms"] += (time.perf_counter() - t) * 1e3
             if key == "frame":
-                s["png_kb"] += len(self._frame) / 1024
+                s["png_kb"] += sum(sent) / 1024
+                s["unchanged_n"] += not sent
             return out
 
         setattr(cls, name, wrapper)
 
     fig = lambda self, *a: "figure " + self.figure.get_label()
     wrap(Canvas, "draw", "draw_total", fig)  # whole Agg render + PNG + send
-    wrap(Canvas, "_send", "frame", fig)  # every frame sent: PNG encode + send
+    wrap(Canvas, "_send", "frame", fig)  # every frame: what changed, as a PNG, sent
     wrap(Canvas, "_mouse", "mouse", fig)  # the page's mouse events, as matplotlib's
 
     def msg(self, m, *a):

@@ -5,9 +5,9 @@ holistic stage at 224 x 224 and every method, then sets the denoising sliders th
 would (``explorer.threshold.value = ...``) and times each change until the artists hold the
 new maps (re-denoising from the kept PHA, ``set_data`` on every view; the frames are drawn
 after the change is handled, so drawing is not part of it). The browser's side is
-benchmarks/explorer_browser.py; the Agg draw time of each view, whole and its moving parts
-only (all of them changed: at most what a slider move redraws), with the frame's PNG, is
-reported beside.
+benchmarks/explorer_browser.py. Reported beside: the Agg draw time of each view, whole and
+its moving parts only (all of them redrawn: at most what a slider move redraws; the pixels
+are the same, so no frame is made), and the time and size of a whole frame's PNG.
 Prints one JSON object.
 
     python benchmarks/explorer.py [--quick] [--shared ../shared]
@@ -25,6 +25,7 @@ import torch
 from _shared import add_shared_argument
 
 import holiwidget as hw
+from holiwidget.explorer.surface import frame_message
 
 TARGET_MS = 20.0
 
@@ -86,9 +87,15 @@ def main() -> None:
             artist.stale = True
         t = time.perf_counter()
         frame.blit()
+        moving = time.perf_counter() - t
+        pixels = np.asarray(frame.figure.canvas.get_renderer().buffer_rgba())
+        t = time.perf_counter()
+        whole_frame = frame_message(None, pixels)
         draws[name] = {
             "whole_ms": round(whole * 1e3, 1),
-            "moving_parts_ms": round((time.perf_counter() - t) * 1e3, 1),
+            "moving_parts_ms": round(moving * 1e3, 1),
+            "whole_frame_png_ms": round((time.perf_counter() - t) * 1e3, 1),
+            "whole_frame_kb": round(len(whole_frame[1][0]) / 1024, 1),
         }
 
     result = {

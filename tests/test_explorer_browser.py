@@ -3,7 +3,8 @@
 The test starts `holiwidget lab` (JupyterLab on a working copy of notebooks/explorer.ipynb in
 a temporary folder) on a free loopback port with a random token, runs the notebook
 (MobileNetV2 with the shared weights, read from HOLIWIDGET_WEIGHTS), moves the threshold
-slider with the keyboard and checks that the fused view's pixels change, clicks a pixel and
+slider with the keyboard and checks that the fused view's pixels change and that the page's
+canvases hold the kernel's frames pixel for pixel, clicks a pixel and
 checks that the probe changes, opens a sweep's results in the sensitivity view, checks that
 no view moved on the page meanwhile, switches JupyterLab to its dark theme and checks that
 the status line stays legible, then terminates `holiwidget lab` and checks that nothing is
@@ -66,9 +67,9 @@ def _chromium() -> str:
 
 
 @pytest.fixture
-def lab(tmp_path: Path, mobilenet_weights: Path) -> Iterator[str]:
+def lab(tmp_path: Path, mobilenet_weights: Path) -> Iterator[Lab]:
     """The README's main job, `holiwidget lab`, on a working copy of the explorer notebook in
-    tmp_path (on a free port, with a known token); yields the notebook's URL.
+    tmp_path (on a free port, with a known token).
 
     Teardown terminates `holiwidget lab` (SIGTERM, as a user's ``kill`` or service manager
     would) and checks that it stopped JupyterLab and its kernel: no process is left, and
@@ -78,7 +79,7 @@ def lab(tmp_path: Path, mobilenet_weights: Path) -> Iterator[str]:
     folders = sorted(p.name for p in NOTEBOOK.parent.iterdir())
     workdir = tmp_path / "lab"
     with Lab(tmp_path, "--workdir", workdir, "--weights", mobilenet_weights) as server:
-        yield server.url("lab/tree/notebooks/explorer.ipynb")
+        yield server
         status, alive = server.stop()
     assert alive == [], f"left running after SIGTERM to holiwidget lab: {alive}"
     assert status == 0, server.log()[-2000:]
@@ -153,7 +154,26 @@ def _wait_changed(page, selector: str, before: Image.Image) -> tuple[Image.Image
         time.sleep(0.3)
 
 
-def test_explorer_in_jupyterlab(lab: str) -> None:
+def _same_pixels_as_the_kernel(page, lab: Lab, view: str) -> None:
+    """Wait until a view's canvas in the page holds the pixels of the kernel's last frame of
+    it (the page draws each frame, a box of changed pixels, over the ones before it)."""
+    expression = (
+        "__import__('json').dumps(__import__('hashlib').sha1(explorer.views.figures"
+        f"[{view!r}].canvas._shown.tobytes()).hexdigest())"
+    )
+    script = """async (view) => {
+        const c = document.querySelector(`.holiwidget-view-${view} canvas`);
+        const data = c.getContext("2d").getImageData(0, 0, c.width, c.height).data;
+        const digest = await crypto.subtle.digest("SHA-1", data);
+        return [...new Uint8Array(digest)].map((b) => b.toString(16).padStart(2, "0")).join("");
+    }"""
+    deadline = time.monotonic() + REDRAW_S
+    while page.evaluate(script, view) != lab.kernel_eval(expression):
+        assert time.monotonic() < deadline, f"the page's {view} is not the kernel's frame"
+        time.sleep(0.3)
+
+
+def test_explorer_in_jupyterlab(lab: Lab) -> None:
     from playwright.sync_api import sync_playwright
 
     exe = _chromium()
@@ -162,7 +182,7 @@ def test_explorer_in_jupyterlab(lab: str) -> None:
         browser = p.chromium.launch(executable_path=exe, args=CHROMIUM_ARGS)
         try:
             page = browser.new_page(viewport={"width": 1600, "height": 1200})
-            page.goto(lab)
+            page.goto(lab.url("lab/tree/notebooks/explorer.ipynb"))
             # The notebook's own cells are shown and its kernel has started.
             page.wait_for_selector(
                 ".jp-NotebookPanel .jp-Cell:has-text('hw.open_explorer(')", timeout=SERVER_S * 1000
@@ -219,6 +239,8 @@ def test_explorer_in_jupyterlab(lab: str) -> None:
                     timeout=REDRAW_S * 1000,
                 )
             assert _changed(after, _settled(page, OVERLAY)) == 0, "the burst's last frame is stale"
+            for view in ("overlay", "grid", "lpw"):
+                _same_pixels_as_the_kernel(page, lab, view)
 
             # A click on a pixel of the fused view: the probe shows that pixel.
             probe_text = page.locator(PROBE).first.text_content()

@@ -7,6 +7,7 @@ token and JupyterLab's user folders in a temporary folder; the browser test uses
 
 from __future__ import annotations
 
+import ast
 import json
 import os
 import secrets
@@ -72,6 +73,8 @@ class Lab:
     def __init__(self, folder: Path, *args: object) -> None:
         self.port, self.token = _free_port(), secrets.token_hex(16)
         self.log_path = folder / "jupyterlab.log"
+        env = jupyter_env(folder)
+        self.runtime = Path(env["JUPYTER_RUNTIME_DIR"])
         cmd = [
             *(sys.executable, "-m", "holiwidget", "lab", "--no-browser"),
             *("--ip", "127.0.0.1", "--port", str(self.port), *map(str, args)),
@@ -80,7 +83,7 @@ class Lab:
         with self.log_path.open("wb") as log:
             self.proc = subprocess.Popen(
                 cmd,
-                env=jupyter_env(folder),
+                env=env,
                 stdin=subprocess.DEVNULL,
                 start_new_session=True,  # no terminal: a SIGINT can only come from the test
                 stdout=log,
@@ -119,6 +122,30 @@ class Lab:
         )
         with urllib.request.urlopen(request, timeout=5) as response:
             return json.loads(response.read() or b"null")
+
+    def kernel_eval(self, expression: str) -> object:
+        """The value of a Python ``expression`` that gives a JSON string, in the kernel of
+        the (one) running notebook: through a client of its connection file, as
+        ``jupyter console --existing`` would connect."""
+        from jupyter_client import BlockingKernelClient
+
+        (session,) = self.api("GET", "sessions")
+        client = BlockingKernelClient(
+            connection_file=str(self.runtime / f"kernel-{session['kernel']['id']}.json")
+        )
+        client.load_connection_file()
+        client.start_channels()
+        try:
+            msg_id = client.execute("", silent=True, user_expressions={"r": expression})
+            while True:
+                reply = client.get_shell_msg(timeout=60)
+                if reply["parent_header"].get("msg_id") == msg_id:
+                    break
+            result = reply["content"]["user_expressions"]["r"]
+            assert result["status"] == "ok", result
+            return json.loads(ast.literal_eval(result["data"]["text/plain"]))
+        finally:
+            client.stop_channels()
 
     def processes(self) -> list[psutil.Process]:
         """``holiwidget lab``, the JupyterLab server and its kernels, while they run."""

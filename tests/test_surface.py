@@ -1,6 +1,7 @@
 """The explorer's canvas in the page, without a browser: the page's messages become
-matplotlib events on the real views, frames are whole PNGs of the figure, and the overlay's
-image draws matplotlib's pixels (tests/test_explorer_browser.py drives it in chromium)."""
+matplotlib events on the real views, a frame is a PNG of the pixels that changed and
+rebuilds the figure, and the overlay's image draws matplotlib's pixels
+(tests/test_explorer_browser.py drives it in chromium)."""
 
 from __future__ import annotations
 
@@ -14,7 +15,13 @@ from PIL import Image
 
 from holiwidget.explorer import Explorer
 from holiwidget.explorer.canvas import PixelImage
-from holiwidget.explorer.surface import Surface, SurfaceCanvas
+from holiwidget.explorer.surface import (
+    WHOLE_SHARE,
+    Surface,
+    SurfaceCanvas,
+    changed_box,
+    frame_message,
+)
 
 
 @pytest.fixture
@@ -43,14 +50,74 @@ def test_the_views_have_canvases_of_our_own_and_send_whole_pngs(explorer: Explor
         assert isinstance(canvas, SurfaceCanvas) and widgets[name] is canvas.widget
         assert isinstance(canvas.widget, Surface)
         assert (canvas.widget.width, canvas.widget.height) == canvas.get_width_height()
-        frame = canvas._frame  # the last frame sent, sent again when the page shows it
-        with Image.open(io.BytesIO(frame)) as png:
-            np.testing.assert_array_equal(
-                np.asarray(png), np.asarray(canvas.get_renderer().buffer_rgba())
-            )
+        # what the page was sent, and is sent whole again when a view of it is shown
+        shown = np.asarray(canvas.get_renderer().buffer_rgba())
+        np.testing.assert_array_equal(canvas._shown, shown)
+        content, buffers = frame_message(None, canvas._shown)
+        assert content == {"type": "frame", "x": 0, "y": 0, "whole": True}
+        np.testing.assert_array_equal(_page_after(None, (content, buffers)), shown)
     assert widgets["overlay"].wheel and widgets["overlay"].drag
     assert not widgets["grid"].wheel and not widgets["grid"].drag
     assert widgets["grid"].cursor == "crosshair" and "probe" in widgets["grid"].hint
+
+
+def _page_after(page: np.ndarray | None, message: tuple[dict, list[bytes]]) -> np.ndarray:
+    """The page's canvas after a frame message, as surface.js draws it."""
+    content, (data,) = message
+    with Image.open(io.BytesIO(data)) as png:
+        pixels = np.asarray(png.convert("RGBA"))
+    if content["whole"]:
+        return pixels.copy()
+    page = page.copy()
+    x, y = content["x"], content["y"]
+    page[y : y + pixels.shape[0], x : x + pixels.shape[1]] = pixels
+    return page
+
+
+def test_a_frame_is_the_box_that_changed_and_rebuilds_the_figure(explorer: Explorer) -> None:
+    views, names = explorer.views, ("overlay", "grid", "lpw", "probe")
+
+    def pixels(name: str) -> np.ndarray:
+        return np.asarray(views.figures[name].canvas.get_renderer().buffer_rgba()).copy()
+
+    page = {name: pixels(name) for name in names}
+    sizes = {}
+    grid = views.grid
+    step = grid.cell[0] + 6
+    for move in (
+        lambda: setattr(explorer.threshold, "value", 0.3),  # the Holistic-CAM maps change
+        lambda: _page(views.figures["overlay"].canvas, "press", views.overlay.ax, 30, 40),
+        lambda: _page(views.figures["grid"].canvas, "press", grid.ax, step + 14.7, 49.8),
+        lambda: setattr(explorer.box, "value", 61),
+    ):
+        move()
+        assert explorer.last_error is None, explorer.last_error
+        for name in names:
+            views.frames[name].blit()
+            now = pixels(name)
+            np.testing.assert_array_equal(views.figures[name].canvas._shown, now)
+            message = frame_message(page[name], now)
+            if message is None:
+                assert (page[name] == now).all(), name
+                continue
+            page[name] = _page_after(page[name], message)
+            np.testing.assert_array_equal(page[name], now, err_msg=name)
+            with Image.open(io.BytesIO(message[1][0])) as png:
+                sizes.setdefault(name, []).append(png.size[0] * png.size[1] / now[..., 0].size)
+    # After a slider move the grid's frame is its Holistic-CAM column (one of its two
+    # methods here), not the whole grid.
+    assert sizes["grid"][0] < 0.6
+    box = changed_box(np.zeros((4, 6, 4), np.uint8), np.zeros((4, 6, 4), np.uint8))
+    assert box is None
+    changed = np.zeros((4, 6, 4), np.uint8)
+    changed[1, 2, 3] = changed[2, 4, 0] = 1
+    assert changed_box(np.zeros_like(changed), changed) == (slice(1, 3), slice(2, 5))
+    # A box over more than WHOLE_SHARE of the figure, or another size: the whole image.
+    big = np.ones_like(changed)
+    assert frame_message(np.zeros_like(changed), big)[0]["whole"] == (WHOLE_SHARE < 1)
+    assert frame_message(np.zeros((3, 6, 4), np.uint8), big)[0]["whole"] is True
+    with pytest.raises(ValueError, match="one size"):
+        changed_box(np.zeros((3, 6, 4), np.uint8), big)
 
 
 def test_page_clicks_probe_and_pick_a_grid_cell(explorer: Explorer) -> None:

@@ -10,10 +10,10 @@ Speed in the browser comes from two things here:
   (and after each layer); an update restores the latest kept state below the changed
   layers, draws only what lies above it and sends the frame at once (``blit``), instead of
   re-rendering every label and waiting for the browser to ask for a draw.
-- in the app, a figure's canvas is a :class:`~.surface.SurfaceCanvas`: its frames go to the
-  page as whole PNGs from :func:`~.surface.quick_png`, about twenty times as quick as
-  matplotlib's web backend's (Pillow at zlib level 6) for these figures, and the page draws
-  them without re-encoding anything.
+- in the app, a figure's canvas is a :class:`~.surface.SurfaceCanvas`: a frame goes to the
+  page as a PNG of the pixels that changed, from :func:`~.surface.quick_png`, about twenty
+  times as quick as matplotlib's web backend's (Pillow at zlib level 6) for these figures,
+  and the page draws it without re-encoding anything.
 """
 
 from __future__ import annotations

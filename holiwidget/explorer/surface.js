@@ -1,10 +1,30 @@
 // A figure's canvas in the page (holiwidget/explorer/surface.py).
 //
-// Frames arrive as whole PNGs in custom messages. Each is decoded off the main thread
-// (createImageBitmap) and drawn at once; while one decodes, only the newest frame that
-// arrives waits, so a burst of frames draws its last one without decoding the others.
+// Frames arrive as PNGs in custom messages: the whole canvas, or the box of pixels that
+// changed, drawn at (x, y). Each is decoded off the main thread (ImageDecoder where the page
+// has it, else createImageBitmap) and drawn as soon as it and the frames before it are. A
+// whole frame makes the frames waiting before it moot, so a burst of whole frames draws its
+// last one without decoding the others.
 // Mouse presses, drags, releases and wheel turns go back to the kernel in figure pixels
 // (from the top left), as matplotlib events there.
+
+// A decoded PNG (a VideoFrame or an ImageBitmap), or null if it could not be decoded.
+async function decode(buffer) {
+  try {
+    if (typeof ImageDecoder !== "undefined") {  // no copy through the browser's blob store
+      const decoder = new ImageDecoder({ data: buffer, type: "image/png" });
+      try {
+        return (await decoder.decode()).image;
+      } finally {
+        decoder.close();
+      }
+    }
+    return await createImageBitmap(new Blob([buffer], { type: "image/png" }));
+  } catch (error) {
+    console.warn("holiwidget: a frame could not be decoded", error);
+    return null;
+  }
+}
 
 function render({ model, el }) {
   const canvas = document.createElement("canvas");
@@ -27,35 +47,43 @@ function render({ model, el }) {
   model.on("change:width change:height", fit);
   model.on("change:cursor change:hint", pointer);
 
-  let decoding = false;
-  let waiting = null;
-  async function show(buffer) {
-    decoding = true;
-    try {
-      const bitmap = await createImageBitmap(new Blob([buffer], { type: "image/png" }));
-      if (bitmap.width !== canvas.width || bitmap.height !== canvas.height) {
-        canvas.width = bitmap.width;  // the figure was resized (its new size follows)
-        canvas.height = bitmap.height;
-        canvas.style.width = `${bitmap.width}px`;
-        canvas.style.height = `${bitmap.height}px`;
-      }
-      context.drawImage(bitmap, 0, 0);
-      bitmap.close();
-    } catch (error) {
-      console.warn("holiwidget: a frame could not be decoded", error);
-    } finally {
-      decoding = false;
-      if (waiting !== null) {
-        const next = waiting;
-        waiting = null;
-        show(next);
+  let waiting = [];  // frames not drawn yet, in order
+  let drawing = false;
+  function draw(frame, image) {
+    if (frame.whole) {
+      const width = image.displayWidth ?? image.width;
+      const height = image.displayHeight ?? image.height;
+      if (width !== canvas.width || height !== canvas.height) {
+        canvas.width = width;  // the figure was resized (its new size follows)
+        canvas.height = height;
+        canvas.style.width = `${width}px`;
+        canvas.style.height = `${height}px`;
       }
     }
+    context.drawImage(image, frame.x, frame.y);
+  }
+  async function drawWaiting() {
+    drawing = true;
+    while (waiting.length) {
+      const frames = waiting;
+      waiting = [];
+      const images = await Promise.all(frames.map((frame) => decode(frame.buffer)));
+      const moot = waiting.some((frame) => frame.whole);  // a whole frame came meanwhile
+      frames.forEach((frame, i) => {
+        if (images[i] === null) return;
+        if (!moot) draw(frame, images[i]);
+        images[i].close();
+      });
+    }
+    drawing = false;
   }
   function onMessage(message, buffers) {
     if (message.type !== "frame" || !buffers || !buffers.length) return;
-    if (decoding) waiting = buffers[0];
-    else show(buffers[0]);
+    const frame = { buffer: buffers[0], x: message.x ?? 0, y: message.y ?? 0,
+                    whole: message.whole ?? true };
+    if (frame.whole) waiting = [frame];
+    else waiting.push(frame);
+    if (!drawing) drawWaiting();
   }
   model.on("msg:custom", onMessage);
 

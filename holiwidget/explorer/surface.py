@@ -1,10 +1,11 @@
 """A figure's canvas in the page: an Agg canvas whose frames go to a small widget of our own.
 
-:class:`SurfaceCanvas` renders with Agg and sends each frame as one whole PNG
-(:func:`quick_png`) to its :class:`Surface`, an anywidget whose front end
-(``surface.js``) decodes the PNG off the page's main thread and draws it at once. The
-page's mouse presses, drags, releases and wheel turns come back as matplotlib events, so
-``mpl_connect`` callbacks work as on any canvas.
+:class:`SurfaceCanvas` renders with Agg and sends each frame to its :class:`Surface`, an
+anywidget whose front end (``surface.js``) decodes it off the page's main thread and draws
+it at once. A frame is a PNG (:func:`quick_png`) of the box of pixels that changed since the
+last frame (:func:`changed_box`): after a slider move, the grid's frame is its Holistic-CAM
+column, a fifth of the figure. The page's mouse presses, drags, releases and wheel turns
+come back as matplotlib events, so ``mpl_connect`` callbacks work as on any canvas.
 
 Why not ipympl's canvas: for every frame it receives, ipympl's front end re-encodes its
 whole offscreen canvas as a PNG data URL (``toDataURL``, 8 to 17 ms of the page's main
@@ -28,7 +29,7 @@ from matplotlib.backend_bases import MouseEvent
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
-__all__ = ["Surface", "SurfaceCanvas", "quick_png"]
+__all__ = ["WHOLE_SHARE", "Surface", "SurfaceCanvas", "changed_box", "frame_message", "quick_png"]
 
 log = logging.getLogger(__name__)
 
@@ -39,13 +40,18 @@ _EVENTS = {
     "move": "motion_notify_event",
     "scroll": "scroll_event",
 }
+#: A frame whose changed box covers more than this share of the figure is sent whole (the
+#: page may then skip the frames before it that it has not drawn yet).
+WHOLE_SHARE = 0.5
 
 
 class Surface(anywidget.AnyWidget):
     """The widget a :class:`SurfaceCanvas` draws on: a ``width`` x ``height`` pixel canvas.
 
-    Frames arrive as custom messages ``{"type": "frame"}`` with one PNG buffer; the page
-    answers ``{"type": "ready"}`` when a view of it is shown, and sends the mouse's events
+    Frames arrive as custom messages ``{"type": "frame", "x": ..., "y": ..., "whole": ...}``
+    with one PNG buffer, drawn with its top left corner at pixel (x, y); a ``whole`` frame
+    is the whole canvas and makes any frame before it moot. The page answers
+    ``{"type": "ready"}`` when a view of it is shown (it gets a whole frame), and sends the mouse's events
     (``press``; ``move`` while pressed and ``release`` if :attr:`drag`; ``scroll`` if
     :attr:`wheel`) with ``x``, ``y`` in
     pixels from the top left, ``button`` (1 left, 2 middle, 3 right), ``shift``,
@@ -73,7 +79,8 @@ class SurfaceCanvas(FigureCanvasAgg):
     """An Agg canvas that sends every frame to its :attr:`widget` (a :class:`Surface`).
 
     ``draw()`` renders the figure and sends it; ``blit()`` sends the frame as it stands
-    (after a redraw of some artists over a kept background). The widget's mouse events are
+    (after a redraw of some artists over a kept background). Either sends only the box of
+    pixels that changed since the last frame, or nothing if none did. The widget's mouse events are
     processed as matplotlib events, through :attr:`dispatch` when it is set (a callable
     ``dispatch(fn, *args)`` that runs ``fn`` where the figure may change, e.g. on the
     kernel's event loop; the page's messages arrive on another thread).
@@ -95,7 +102,7 @@ class SurfaceCanvas(FigureCanvasAgg):
         self.widget.layout.overflow = "hidden"
         self.widget.layout.flex = "0 0 auto"
         self.dispatch: Callable[..., None] | None = None
-        self._frame: bytes | None = None
+        self._shown: np.ndarray | None = None  # the pixels of the frames sent so far
         self._idle_pending = False
         self.widget.on_msg(self._received)
 
@@ -120,7 +127,7 @@ class SurfaceCanvas(FigureCanvasAgg):
         self.draw()
 
     def blit(self, bbox: object = None) -> None:
-        """Send the frame as it stands (every frame is whole: see :func:`quick_png`)."""
+        """Send the frame as it stands (what changed of it: the ``bbox`` is not needed)."""
         self._send()
 
     def _send(self) -> None:
@@ -129,25 +136,31 @@ class SurfaceCanvas(FigureCanvasAgg):
         if (self.widget.width, self.widget.height) != (width, height):  # the figure resized
             with self.widget.hold_sync():
                 self.widget.width, self.widget.height = width, height
-        self._frame = quick_png(rgba)
-        self._push()
+        message = frame_message(self._shown, rgba)
+        if message is not None:  # (else the page shows these pixels already)
+            self._shown = rgba.copy()
+            self.widget.send(*message)
 
     def _push(self) -> None:
-        if self._frame is not None:
-            self.widget.send({"type": "frame"}, [self._frame])
+        """Send the whole of the last frame."""
+        if self._shown is not None:
+            self.widget.send(*frame_message(None, self._shown))
 
     def _received(self, _widget: object, content: dict, _buffers: list) -> None:
         kind = content.get("type")
-        if kind == "ready":  # a view was shown: it gets the last frame
-            self._push()
-            return
-        if kind not in _EVENTS:
+        if kind == "ready":  # a view was shown: it gets the whole of the last frame
+            action, args = self._push, ()
+        elif kind in _EVENTS:
+            action, args = self._mouse, (kind, content)
+        else:
             log.debug("surface: unknown message %r", kind)
             return
+        # (where the frames are sent from: a whole frame sent from here while a newer
+        # frame's changes are sent from there could reach the page after them)
         if self.dispatch is None:
-            self._mouse(kind, content)
+            action(*args)
         else:
-            self.dispatch(self._mouse, kind, content)
+            self.dispatch(action, *args)
 
     def _mouse(self, kind: str, content: dict) -> None:
         try:
@@ -169,6 +182,47 @@ class SurfaceCanvas(FigureCanvasAgg):
         )._process()
 
 
+def changed_box(before: np.ndarray, after: np.ndarray) -> tuple[slice, slice] | None:
+    """The rows and columns of the smallest box holding every pixel that differs between
+    two (H, W, 4) uint8 images of one size, or None if they are equal."""
+    if before.shape != after.shape or before.ndim != 3 or before.shape[2] != 4:
+        raise ValueError(
+            "changed_box takes two (H, W, 4) images of one size, "
+            f"not {before.shape} and {after.shape}"
+        )
+    differs = _pixels(before) != _pixels(after)
+    rows, cols = np.flatnonzero(differs.any(axis=1)), np.flatnonzero(differs.any(axis=0))
+    if rows.size == 0:
+        return None
+    return slice(int(rows[0]), int(rows[-1]) + 1), slice(int(cols[0]), int(cols[-1]) + 1)
+
+
+def frame_message(shown: np.ndarray | None, rgba: np.ndarray) -> tuple[dict, list[bytes]] | None:
+    """The custom message (content, buffers) that takes the page from the (H, W, 4) pixels
+    ``shown`` (None: nothing known, or another size) to ``rgba``: a PNG of the box that
+    changed, drawn at its top left corner (x, y), or the whole image when there is no
+    ``shown`` of that size or the box covers more than :data:`WHOLE_SHARE` of it; None when
+    no pixel changed."""
+    height, width = rgba.shape[:2]
+    rows, cols = slice(0, height), slice(0, width)
+    if shown is not None and shown.shape == rgba.shape:
+        box = changed_box(shown, rgba)
+        if box is None:
+            return None
+        if (box[0].stop - box[0].start) * (
+            box[1].stop - box[1].start
+        ) <= WHOLE_SHARE * height * width:
+            rows, cols = box
+    whole = (rows.stop - rows.start, cols.stop - cols.start) == (height, width)
+    content = {"type": "frame", "x": cols.start, "y": rows.start, "whole": whole}
+    return content, [quick_png(rgba[rows, cols])]
+
+
+def _pixels(rgba: np.ndarray) -> np.ndarray:
+    """(H, W) uint32: one number per RGBA pixel (a quicker comparison than per channel)."""
+    return np.ascontiguousarray(rgba, dtype=np.uint8).view(np.uint32)[..., 0]
+
+
 def quick_png(rgba: np.ndarray) -> bytes:
     """An (H, W, 4) uint8 image as a PNG: no row filter, deflated by ISA-L (``isal``) at
     level 2.
@@ -177,8 +231,6 @@ def quick_png(rgba: np.ndarray) -> bytes:
     long as the compression; rendered figures (flat backgrounds, smooth maps) compress about
     as well without it. ISA-L deflates a frame about five times as quickly as zlib at level
     1, to about the same size. Any PNG reader decodes the result (tested against Pillow).
-    A frame is always the whole figure: two frames may reach the page before the first is
-    decoded, and the page then draws only the second.
     """
     if rgba.ndim != 3 or rgba.shape[2] != 4:
         raise ValueError(f"quick_png takes (H, W, 4) RGBA pixels, not an array of {rgba.shape}")
