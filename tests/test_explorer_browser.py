@@ -9,7 +9,9 @@ checks that the probe changes, opens a sweep's results in the sensitivity view, 
 no view moved on the page meanwhile, switches JupyterLab to its dark theme and checks that
 the status line stays legible, then terminates `holiwidget lab` and checks that nothing is
 left running. Screenshots go to test-artifacts/ (first render, after the slider move, after
-the probe click, with the sensitivity view, in the dark theme).
+the probe click, with the sensitivity view, in the dark theme). A second test runs the
+notebook in Notebook 7, in a page without WebCodecs' ImageDecoder (the canvases' other way
+to decode a frame), and checks that a slider drag changes the overlay and the grid.
 
 Without chromium the test is skipped, except in CI (``CI`` set), where it fails: .ci/run
 installs chromium when it is missing, and a browser that cannot start is a failure.
@@ -51,6 +53,7 @@ PROBE_CANVAS = ".holiwidget-view-probe canvas"
 STATUS = ".holiwidget-status"
 PROBE = ".holiwidget-probe"
 SWEEP_CANVAS = ".holiwidget-view-sensitivity canvas"
+GRID_CANVAS = ".holiwidget-view-grid canvas"
 CURVES_CANVAS = ".holiwidget-view-curves canvas"
 SWEEP = REPO / "docs" / "results" / "sweep-mobilenet_v2-imagenet-val66.nc"
 VIEWS = ("overlay", "lpw", "probe", "curves", "grid", "sensitivity")
@@ -261,7 +264,7 @@ def test_explorer_in_jupyterlab(lab: Lab) -> None:
             page.screenshot(path=str(ARTIFACTS / "4-probe.png"))
             assert probe_diff > 0.5, "the probe's plot did not change after the click"
             assert "error" not in page.locator(STATUS).first.text_content()
-            _settled(page, ".holiwidget-view-grid canvas").save(ARTIFACTS / "grid.png")
+            _settled(page, GRID_CANVAS).save(ARTIFACTS / "grid.png")
             assert _places(page) == places, "a view moved when the probe appeared"
 
             # The overlay zooms with the wheel about the pointer, pans with a shift-drag
@@ -407,10 +410,15 @@ def test_explorer_in_notebook7(tmp_path: Path, mobilenet_weights: Path) -> None:
             browser = p.chromium.launch(executable_path=exe, args=CHROMIUM_ARGS)
             try:
                 page = browser.new_page(viewport={"width": 1600, "height": 1200})
+                # As a browser without WebCodecs' ImageDecoder (Safari; any page served
+                # neither over https nor from this machine): frames are decoded through
+                # createImageBitmap.
+                page.add_init_script("delete window.ImageDecoder;")
                 page.goto(server.url("notebooks/explorer.ipynb"))
                 page.wait_for_selector(
                     ".jp-Cell:has-text('hw.open_explorer(')", timeout=SERVER_S * 1000
                 )
+                assert page.evaluate("typeof ImageDecoder") == "undefined"
                 page.wait_for_selector(
                     ".jp-Notebook-ExecutionIndicator[data-status='idle']",
                     timeout=SERVER_S * 1000,
@@ -437,6 +445,7 @@ def test_explorer_in_notebook7(tmp_path: Path, mobilenet_weights: Path) -> None:
                 status = page.locator(STATUS).first.text_content()
                 assert "computed" in status and "Egyptian cat" in status, status
                 before = _settled(page, OVERLAY)
+                grid_before = _settled(page, GRID_CANVAS)
                 page.screenshot(path=str(ARTIFACTS / "notebook7-explorer.png"))
                 # Drag the threshold slider's handle to the left with the mouse (Notebook 7
                 # takes the arrow keys for its own shortcuts while a heading cell is active).
@@ -455,6 +464,9 @@ def test_explorer_in_notebook7(tmp_path: Path, mobilenet_weights: Path) -> None:
                 )
                 _, diff = _wait_changed(page, OVERLAY, before)
                 assert diff > 0.5, "the overlay did not change in Notebook 7"
+                # the grid's frame: its Holistic-CAM column alone, drawn over the grid
+                diff = _changed(grid_before, _settled(page, GRID_CANVAS))
+                assert diff > 0.5, "the grid did not change in Notebook 7"
                 page.screenshot(path=str(ARTIFACTS / "notebook7-threshold.png"))
             finally:
                 browser.close()
