@@ -3,7 +3,10 @@
 In a kernel, the page's messages arrive on a thread of their own (a kernel subshell) while
 the views are drawn on the kernel's event loop. :class:`Pacer` runs the page's actions on
 that loop (so that the session changes on one thread, and the drawing does not compete with
-it for the interpreter) and sends the views' frames from it in three waves:
+it for the interpreter); a page's message is done (and the kernel says it is idle again)
+once its action has run there, for at most :data:`HOLD_S`, so that the first frames it sends
+reach the page before the kernel's "idle", which JupyterLab answers with work of its own
+(its busy indicators). The frames are sent from the loop in three waves:
 
 - *first*: the views an interaction is judged by (after a slider move the overlay and the
   grid, after a click the overlay and the probe), at once, in :data:`ORDER`;
@@ -23,12 +26,14 @@ import contextlib
 import threading
 from collections.abc import Callable, Iterable
 
-__all__ = ["NEXT_S", "ORDER", "SETTLE_S", "Pacer"]
+__all__ = ["HOLD_S", "NEXT_S", "ORDER", "SETTLE_S", "Pacer"]
 
 #: The order frames are sent in: those with speed targets first, the slow ones last.
 ORDER = ("overlay", "probe", "grid", "lpw", "sensitivity", "curves")
 #: Seconds from the first wave to the next, and of rest before the later one.
 NEXT_S, SETTLE_S = 0.08, 0.12
+#: The most seconds a page's message waits for its action to run on the loop.
+HOLD_S = 0.5
 
 
 class Pacer:
@@ -62,7 +67,7 @@ class Pacer:
         self._later: dict[str, bool] = {}
         self._resting: list[Callable[[], None]] = []
         self._settle: asyncio.TimerHandle | None = None
-        self._queued: dict[str, tuple[Callable, tuple]] = {}
+        self._queued: dict[str, tuple[Callable, tuple, list[threading.Event]]] = {}
         self._queue_lock = threading.Lock()
 
     # -- the loop ------------------------------------------------------------------------
@@ -77,30 +82,43 @@ class Pacer:
         """Whether this runs off the loop's thread (the views must change on the loop)."""
         return self._loop is not None and threading.get_ident() != self._thread
 
-    def on_loop(self, fn: Callable, *args: object, latest: str | None = None) -> None:
+    def on_loop(self, fn: Callable, *args: object, latest: str | None = None) -> threading.Event:
         """Run ``fn(*args)`` on the loop's thread. ``latest``: calls of that name still
-        waiting are replaced by this one (only the newest of a burst of slider moves runs)."""
+        waiting are replaced by this one (only the newest of a burst of slider moves runs).
+        Returns an event set once it has run (or was replaced by a call that has run)."""
+        done = threading.Event()
         if latest is None:
-            self._loop.call_soon_threadsafe(fn, *args)
-            return
+            self._loop.call_soon_threadsafe(self._run_then, [done], fn, *args)
+            return done
         with self._queue_lock:
             waiting = latest in self._queued
-            self._queued[latest] = (fn, args)
+            replaced = self._queued[latest][2] if waiting else []
+            self._queued[latest] = (fn, args, [*replaced, done])
         if not waiting:
             self._loop.call_soon_threadsafe(self._run_latest, latest)
+        return done
 
     def run(self, fn: Callable, *args: object, latest: str | None = None) -> None:
         """Run ``fn(*args)`` on the loop's thread: at once when this is it (or there is no
-        loop), else as :meth:`on_loop` does."""
+        loop), else as :meth:`on_loop` does, returning once it has run (at most
+        :data:`HOLD_S` later)."""
         if self.elsewhere():
-            self.on_loop(fn, *args, latest=latest)
+            self.on_loop(fn, *args, latest=latest).wait(HOLD_S)
         else:
             fn(*args)
 
     def _run_latest(self, name: str) -> None:
         with self._queue_lock:
-            fn, args = self._queued.pop(name)
-        fn(*args)
+            fn, args, done = self._queued.pop(name)
+        self._run_then(done, fn, *args)
+
+    @staticmethod
+    def _run_then(done: list[threading.Event], fn: Callable, *args: object) -> None:
+        try:
+            fn(*args)
+        finally:
+            for event in done:
+                event.set()
 
     # -- frames --------------------------------------------------------------------------
 
