@@ -51,11 +51,10 @@ class Surface(anywidget.AnyWidget):
     Frames arrive as custom messages ``{"type": "frame", "x": ..., "y": ..., "whole": ...}``
     with one PNG buffer, drawn with its top left corner at pixel (x, y); a ``whole`` frame
     is the whole canvas and makes any frame before it moot. The page answers
-    ``{"type": "ready"}`` when a view of it is shown (it gets a whole frame), and sends the mouse's events
-    (``press``; ``move`` while pressed and ``release`` if :attr:`drag`; ``scroll`` if
-    :attr:`wheel`) with ``x``, ``y`` in
-    pixels from the top left, ``button`` (1 left, 2 middle, 3 right), ``shift``,
-    ``dblclick`` (press) and ``step`` (scroll).
+    ``{"type": "ready"}`` when a view of it is shown (it gets a whole frame), and sends the
+    mouse's events (``press``; ``move`` while pressed and ``release`` if :attr:`drag`;
+    ``scroll`` if :attr:`wheel`) with ``x``, ``y`` in pixels from the top left, ``button``
+    (1 left, 2 middle, 3 right), ``shift``, ``dblclick`` (press) and ``step`` (scroll).
     """
 
     _esm = Path(__file__).with_name("surface.js")
@@ -209,9 +208,8 @@ def frame_message(shown: np.ndarray | None, rgba: np.ndarray) -> tuple[dict, lis
         box = changed_box(shown, rgba)
         if box is None:
             return None
-        if (box[0].stop - box[0].start) * (
-            box[1].stop - box[1].start
-        ) <= WHOLE_SHARE * height * width:
+        box_height, box_width = (box[0].stop - box[0].start), (box[1].stop - box[1].start)
+        if box_height * box_width <= WHOLE_SHARE * height * width:
             rows, cols = box
     whole = (rows.stop - rows.start, cols.stop - cols.start) == (height, width)
     content = {"type": "frame", "x": cols.start, "y": rows.start, "whole": whole}
