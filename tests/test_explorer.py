@@ -129,6 +129,9 @@ def test_sliders_redenoise_from_kept_pha_in_place(explorer: Explorer, tiny) -> N
         np.testing.assert_array_equal(att[0, li], cam)
         np.testing.assert_array_equal(ex.session.ds["lpw"].values[0, li], lpw)
         np.testing.assert_allclose(ex.views.grid.cell_map(li, 0), cell(cam), atol=1e-6)
+    # only the Holistic-CAM column was coloured again: the grid shows every map's colours
+    jet_grid = colormaps["jet"].with_extremes(bad="white")(ex.views.grid.values, bytes=True)
+    np.testing.assert_array_equal(ex.views.grid.image.get_array(), jet_grid)
     np.testing.assert_array_equal(ex.views.overlay.map, att[0, 0])
     np.testing.assert_array_equal(ex.views.lpw.art.get_array(), ex.session.ds["lpw"].values[0, 0])
     assert not np.array_equal(before, ex.views.overlay.art.get_array())

@@ -186,9 +186,12 @@ class GridView:
             self.values = mosaic(attribution)
             self.image.set_data(self._colour(self.values))
             return
+        shown, width = self.image.get_array(), self.cell[1]  # only those columns recoloured
         for mi in methods:
             _place(self.values, _reduce(np.asarray(attribution[mi], dtype=np.float32)), mi)
-        self.image.set_data(self._colour(self.values))
+            columns = slice(mi * (width + GAP), mi * (width + GAP) + width)
+            shown[:, columns] = self._colour(self.values[:, columns])
+        self.image.stale = True
 
     def cell_map(self, layer: int, method: int) -> np.ndarray:
         """The reduced map a cell shows (for checks)."""
