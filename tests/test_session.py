@@ -95,6 +95,20 @@ def test_denoising_redenoises_without_a_pass_and_announces_maps(session: Session
     assert (session.threshold, session.median) == (0.2, 31)  # a refused value changes nothing
 
 
+def test_the_map_in_view_is_redenoised_before_the_others(session: Session) -> None:
+    """The map in view is new when "map" is announced; the other layers by "maps"."""
+    session.set_current(layer=str(session.ds["layer"].values[2]))
+    at_map: list[np.ndarray] = []
+    session.subscribe(
+        lambda kind: kind == "map" and at_map.append(session.ds["attribution"].values[0, 0].copy())
+    )
+    session.set_denoising(0.3, 41, 71)
+    prim, fund = session.ds["primary"].values[0], session.ds["fundamental"].values[0]
+    cams = [hw.holistic_map(prim[li], fund[li], 0.3, 41, 71)[0] for li in range(3)]
+    np.testing.assert_array_equal(at_map[0][2], cams[2])
+    np.testing.assert_array_equal(session.ds["attribution"].values[0, 0], np.stack(cams))
+
+
 def test_images_targets_and_the_cache(session: Session, tiny) -> None:
     passes, kinds = Passes(tiny), record(session)
     first = session.ds["attribution"].values.copy()

@@ -10,6 +10,7 @@ insertion / deletion AUCs. Only a change of the layer or method lists rebuilds t
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Sequence
 
 import cv2
@@ -47,8 +48,15 @@ def _reduce(maps: np.ndarray) -> np.ndarray:
 
 def _with_gaps(cmap: str | Colormap) -> Colormap:
     """The colormap with white for NaN (the gaps between cells)."""
-    base = matplotlib.colormaps[cmap] if isinstance(cmap, str) else cmap
-    return base.with_extremes(bad="white")
+    if isinstance(cmap, str):
+        return _named_with_gaps(cmap)
+    return cmap.with_extremes(bad="white")
+
+
+@functools.lru_cache(maxsize=16)
+def _named_with_gaps(name: str) -> Colormap:
+    """A named colormap with white gaps, made once (its colour table is built at first use)."""
+    return matplotlib.colormaps[name].with_extremes(bad="white")
 
 
 def mosaic(attribution: np.ndarray) -> np.ndarray:

@@ -232,10 +232,8 @@ class Session:
             return
         t0 = time.perf_counter()
         params = (self.ds, self.threshold, self.median, self.box, self.denoise)
-        current = self.indices()[0]
-        redenoise(*params, layers=[current])  # the map in view first
-        self._emit("map")
-        redenoise(*params, layers=[i for i in range(self.ds.sizes["layer"]) if i != current])
+        # the map in view first, shown while the other layers are re-denoised
+        redenoise(*params, first=self.indices()[0], after_first=lambda: self._emit("map"))
         if self.method == "holistic" and self.curves is not None:
             self.curves, self.curves_note = None, "stale: the map changed; compute again"
         self.scores = {k: v for k, v in self.scores.items() if k[1] != "holistic"}
