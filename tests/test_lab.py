@@ -282,9 +282,13 @@ _CHILD = textwrap.dedent(
 # The supervision of `holiwidget lab` and `holiwidget app` of their server, around the child above.
 _PARENT = textwrap.dedent(
     """
-    import sys
+    import os, signal, sys
     from pathlib import Path
     from holiwidget.cli.servers import supervise
+    # as a shell starts it, whatever ran the tests; IGNORED as under nohup
+    for s in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+        ignored = s.name in os.environ.get("IGNORED", "").split()
+        signal.signal(s, signal.SIG_IGN if ignored else signal.SIG_DFL)
     cmd = [sys.executable, "-c", sys.argv[1], *sys.argv[2:]]
     sys.exit(supervise(cmd, {}, Path.cwd(), "the child"))
     """
@@ -305,20 +309,8 @@ def test_signals_are_passed_on_and_the_childs_status_returned(
     signum: int, trap: str, status: int, received: str | None, tmp_path: Path
 ) -> None:
     said = tmp_path / "signal"
-    env = {**os.environ, "PYTHONPATH": str(REPO)}
-    parent = subprocess.Popen(
-        [sys.executable, "-c", _PARENT, _CHILD, str(said), trap],
-        cwd=tmp_path,
-        env=env,
-        stdin=subprocess.DEVNULL,
-        start_new_session=True,  # no terminal: a SIGINT can only come from this test
-    )
+    parent, child = _supervising(tmp_path, trap)
     try:
-        deadline = time.monotonic() + 60
-        while not said.with_name("signal.ready").exists():
-            assert parent.poll() is None and time.monotonic() < deadline
-            time.sleep(0.05)
-        child = psutil.Process(parent.pid).children()
         parent.send_signal(signum)
         assert parent.wait(30) == status
         _, alive = psutil.wait_procs(child, timeout=10)
@@ -328,3 +320,41 @@ def test_signals_are_passed_on_and_the_childs_status_returned(
     finally:
         parent.kill()
         parent.wait()
+
+
+def test_a_signal_ignored_as_under_nohup_stays_ignored(tmp_path: Path) -> None:
+    # The child would stop at a SIGHUP passed on (its own handler), so it must get none.
+    parent, child = _supervising(tmp_path, "trap", ignored="SIGHUP")
+    try:
+        parent.send_signal(signal.SIGHUP)  # a closed terminal: nohup asked to go on
+        with pytest.raises(subprocess.TimeoutExpired):
+            parent.wait(1.5)
+        assert all(p.is_running() for p in child)
+        parent.send_signal(signal.SIGTERM)
+        assert parent.wait(30) == 7
+        assert (tmp_path / "signal").read_text() == "SIGTERM"
+    finally:
+        parent.kill()
+        parent.wait()
+
+
+def _supervising(
+    tmp_path: Path, trap: str, ignored: str = ""
+) -> tuple[subprocess.Popen, list[psutil.Process]]:
+    """supervise() running the test child, once the child is ready: (parent, [child])."""
+    said = tmp_path / "signal"
+    env = {**os.environ, "PYTHONPATH": str(REPO), "IGNORED": ignored}
+    parent = subprocess.Popen(
+        [sys.executable, "-c", _PARENT, _CHILD, str(said), trap],
+        cwd=tmp_path,
+        env=env,
+        stdin=subprocess.DEVNULL,
+        start_new_session=True,  # no terminal: a SIGINT can only come from this test
+    )
+    deadline = time.monotonic() + 60
+    while not said.with_name("signal.ready").exists():
+        if parent.poll() is not None or time.monotonic() > deadline:
+            parent.kill()
+            pytest.fail(f"the supervised child did not start (status {parent.poll()})")
+        time.sleep(0.05)
+    return parent, psutil.Process(parent.pid).children()

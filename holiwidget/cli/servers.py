@@ -53,8 +53,9 @@ def supervise(cmd: list[str], env: dict[str, str], cwd: Path, what: str) -> int:
 
     SIGTERM and SIGHUP are passed on; so is SIGINT, as SIGTERM (a Jupyter server's clean
     stop, which shuts its kernels down), unless it came from the terminal, which signals
-    the server itself. Returns its exit status (128 + N when signal N ended it, as a shell
-    reports it); nothing is left running.
+    the server itself. A signal this process ignores (SIGHUP under ``nohup``, SIGINT in a
+    shell's background job) stays ignored, as the server inherits it. Returns its exit
+    status (128 + N when signal N ended it, as a shell reports it); nothing is left running.
     """
     try:
         child = subprocess.Popen(cmd, env=env, cwd=cwd)
@@ -73,7 +74,11 @@ def supervise(cmd: list[str], env: dict[str, str], cwd: Path, what: str) -> int:
 
     previous = {}
     if threading.current_thread() is threading.main_thread():
-        previous = {s: signal.signal(s, forward) for s in _FORWARDED}
+        previous = {
+            s: signal.signal(s, forward)
+            for s in _FORWARDED
+            if signal.getsignal(s) is not signal.SIG_IGN
+        }
     try:
         status = child.wait()
     finally:
