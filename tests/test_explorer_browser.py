@@ -113,6 +113,20 @@ def _places(page) -> dict[str, tuple]:
     )
 
 
+def _shown_whole(page, selector: str) -> bool:
+    """Whether the canvas's left and right edges are visible (on top) once it is scrolled
+    into view with its left edge first: nothing clips or covers its sides."""
+    return page.evaluate(
+        """(selector) => {
+        const canvas = document.querySelector(selector);
+        canvas.scrollIntoView({block: 'center', inline: 'start'});
+        const r = canvas.getBoundingClientRect(), y = r.top + r.height / 2;
+        return [r.left + 2, r.right - 2].every(x => document.elementFromPoint(x, y) === canvas);
+    }""",
+        selector,
+    )
+
+
 def _contrast(first: str, second: str) -> float:
     """WCAG contrast ratio of two CSS ``rgb(...)`` colours (4.5 and above: legible text)."""
 
@@ -265,6 +279,7 @@ def test_explorer_in_jupyterlab(lab: Lab) -> None:
             assert probe_diff > 0.5, "the probe's plot did not change after the click"
             assert "error" not in page.locator(STATUS).first.text_content()
             _settled(page, GRID_CANVAS).save(ARTIFACTS / "grid.png")
+            assert _shown_whole(page, GRID_CANVAS), "the grid is cut at the page's width"
             assert _places(page) == places, "a view moved when the probe appeared"
 
             # The overlay zooms with the wheel about the pointer, pans with a shift-drag

@@ -11,6 +11,7 @@ insertion / deletion AUCs. Only a change of the layer or method lists rebuilds t
 from __future__ import annotations
 
 import functools
+import math
 from collections.abc import Sequence
 
 import cv2
@@ -18,9 +19,11 @@ import matplotlib
 import numpy as np
 from matplotlib.cm import ScalarMappable
 from matplotlib.colors import Colormap, Normalize
+from matplotlib.font_manager import FontProperties
 from matplotlib.image import FigureImage
 from matplotlib.lines import Line2D
 from matplotlib.patches import Rectangle
+from matplotlib.textpath import TextToPath
 from matplotlib.transforms import IdentityTransform
 
 from ..methods import COLORS, LABELS
@@ -30,8 +33,20 @@ __all__ = ["CELL", "GridView", "mosaic"]
 
 #: A cell's largest side in pixels (224-pixel maps show at 112), and the gap between cells.
 CELL, GAP = 112, 6
-_LEFT, _TOP, _BOTTOM, _BAR = 150, 34, 10, 100
+#: Margins in pixels: above the cells (the method names), below, and right of them (the
+#: colour bar with its ticks and label); left of them the longest layer name sets it.
+_TOP, _BOTTOM, _BAR = 34, 10, 72
 _HIGHLIGHT = "#ff2bd6"
+
+
+def _label_width(layers: Sequence[str]) -> int:
+    """Pixels left of the cells: the longest layer name, 8 pixels from the cells, and 6."""
+    font = FontProperties(size=FONT["label"])
+    widths = [_TEXT.get_text_width_height_descent(name, font, ismath=False)[0] for name in layers]
+    return max(40, math.ceil(max(widths, default=0.0) * DPI / 72) + 14)
+
+
+_TEXT = TextToPath()
 
 
 def _reduce(maps: np.ndarray) -> np.ndarray:
@@ -120,9 +135,10 @@ class GridView:
         rows, cols = max(1, len(self.layers)), max(1, len(self.methods))
         ch, cw = self.cell
         inner_w, inner_h = cols * (cw + GAP) - GAP, rows * (ch + GAP) - GAP
-        width, height = _LEFT + inner_w + _BAR, _TOP + inner_h + _BOTTOM
+        left = _label_width(self.layers)
+        width, height = left + inner_w + _BAR, _TOP + inner_h + _BOTTOM
         fig.set_size_inches(width / DPI, height / DPI, forward=True)
-        self.ax = fig.add_axes((_LEFT / width, _BOTTOM / height, inner_w / width, inner_h / height))
+        self.ax = fig.add_axes((left / width, _BOTTOM / height, inner_w / width, inner_h / height))
         image_axes(self.ax)
         for spine in self.ax.spines.values():
             spine.set_visible(False)
@@ -131,7 +147,7 @@ class GridView:
         # the axes' data coordinates are the mosaic's pixels, which the image lays under it
         self.ax.set_xlim(-0.5, inner_w - 0.5)
         self.ax.set_ylim(inner_h - 0.5, -0.5)
-        self.image = _Mosaic(fig, offsetx=_LEFT, offsety=_BOTTOM, origin="upper")
+        self.image = _Mosaic(fig, offsetx=left, offsety=_BOTTOM, origin="upper")
         self.image.set_array(self._colour(blank))
         self.ax.add_artist(self.image)  # drawn with the axes (and below their lines)
         self.bar = ScalarMappable(Normalize(0.0, 1.0), self._cmap)
@@ -166,7 +182,7 @@ class GridView:
             for mi in range(len(self.methods))
         }
         bar = fig.add_axes(
-            ((width - _BAR + 14) / width, _BOTTOM / height, 12 / width, inner_h / height)
+            ((width - _BAR + 10) / width, _BOTTOM / height, 12 / width, inner_h / height)
         )
         fig.colorbar(self.bar, cax=bar).set_label("attribution, 0-1", fontsize=FONT["label"])
         bar.tick_params(labelsize=FONT["tick"])

@@ -95,6 +95,9 @@ def build_layout(c: Controls, canvases: dict[str, W.Widget]) -> W.GridBox:
     tiles = [canvases["overlay"], canvases["lpw"], right, canvases["grid"], canvases["sensitivity"]]
     for tile in tiles:
         tile.layout.margin = "0 12px 8px 0"
+    for wide in ("grid", "sensitivity"):  # wider than the page: scrolled sideways, not cut
+        canvases[wide].layout.max_width = "100%"
+        canvases[wide].layout.overflow = "auto hidden"
     main = W.HBox(
         tiles,
         layout=W.Layout(grid_area="main", flex_flow="row wrap", align_items="flex-start"),
