@@ -37,6 +37,7 @@ CELL, GAP = 112, 6
 #: colour bar with its ticks and label); left of them the longest layer name sets it.
 _TOP, _BOTTOM, _BAR = 34, 10, 72
 _HIGHLIGHT = "#ff2bd6"
+_TEXT = TextToPath()  # text metrics without a renderer
 
 
 def _label_width(layers: Sequence[str]) -> int:
@@ -44,9 +45,6 @@ def _label_width(layers: Sequence[str]) -> int:
     font = FontProperties(size=FONT["label"])
     widths = [_TEXT.get_text_width_height_descent(name, font, ismath=False)[0] for name in layers]
     return max(40, math.ceil(max(widths, default=0.0) * DPI / 72) + 14)
-
-
-_TEXT = TextToPath()
 
 
 def _reduce(maps: np.ndarray) -> np.ndarray:
@@ -61,17 +59,11 @@ def _reduce(maps: np.ndarray) -> np.ndarray:
     return np.stack(small).reshape(*maps.shape[:-2], size[1], size[0])
 
 
-def _with_gaps(cmap: str | Colormap) -> Colormap:
-    """The colormap with white for NaN (the gaps between cells)."""
-    if isinstance(cmap, str):
-        return _named_with_gaps(cmap)
-    return cmap.with_extremes(bad="white")
-
-
 @functools.lru_cache(maxsize=16)
-def _named_with_gaps(name: str) -> Colormap:
-    """A named colormap with white gaps, made once (its colour table is built at first use)."""
-    return matplotlib.colormaps[name].with_extremes(bad="white")
+def _with_gaps(cmap: str) -> Colormap:
+    """The named colormap with white for NaN (the gaps between cells), made once (its colour
+    table is built at first use)."""
+    return matplotlib.colormaps[cmap].with_extremes(bad="white")
 
 
 def mosaic(attribution: np.ndarray) -> np.ndarray:
@@ -119,7 +111,7 @@ class GridView:
         frame: redraws the moving parts (see :class:`~.canvas.Frame`).
     """
 
-    def __init__(self, figure: object, cmap: str | Colormap) -> None:
+    def __init__(self, figure: object, cmap: str) -> None:
         self.figure = figure
         self.layers: list[str] = []
         self.methods: list[str] = []

@@ -231,9 +231,11 @@ class Session:
             self._emit("maps")
             return
         t0 = time.perf_counter()
-        params = (self.ds, self.threshold, self.median, self.box, self.denoise)
         # the map in view first, shown while the other layers are re-denoised
-        redenoise(*params, first=self.indices()[0], after_first=lambda: self._emit("map"))
+        redenoise(
+            self.ds, self.threshold, self.median, self.box, self.denoise,
+            first=self.indices()[0], after_first=lambda: self._emit("map"),
+        )  # fmt: skip
         if self.method == "holistic" and self.curves is not None:
             self.curves, self.curves_note = None, "stale: the map changed; compute again"
         self.scores = {k: v for k, v in self.scores.items() if k[1] != "holistic"}

@@ -79,10 +79,10 @@ class SurfaceCanvas(FigureCanvasAgg):
 
     ``draw()`` renders the figure and sends it; ``blit()`` sends the frame as it stands
     (after a redraw of some artists over a kept background). Either sends only the box of
-    pixels that changed since the last frame, or nothing if none did. The widget's mouse events are
-    processed as matplotlib events, through :attr:`dispatch` when it is set (a callable
-    ``dispatch(fn, *args)`` that runs ``fn`` where the figure may change, e.g. on the
-    kernel's event loop; the page's messages arrive on another thread).
+    pixels that changed since the last frame, or nothing if none did. The widget's mouse
+    events are processed as matplotlib events, through :attr:`dispatch` when it is set (a
+    callable ``dispatch(fn, *args)`` that runs ``fn`` where the figure may change, e.g. on
+    the kernel's event loop; the page's messages arrive on another thread).
 
     Args:
         figure: the figure (its size fixes the canvas's).
